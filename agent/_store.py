@@ -1,0 +1,367 @@
+"""The local store: one SQLite file that the proxy, the sidecar, the CLI and the TUI share.
+
+``Store`` owns the one long-lived writer connection (aiosqlite) of a process. Writes are
+queued and committed together (group commit): under load a hundred events share one
+transaction, alone an event waits for nobody. Each write resolves once it is committed, so
+``await store.add_calls(...)`` returning means the calls survive a killed process.
+
+Reads for status and dashboards go through a separate plain ``sqlite3`` connection in a
+worker thread (``Store.read``), so they never queue behind writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import aiosqlite
+
+from agent import _paths
+from agent import _queries as q
+from agent._budget import Usage, admits, from_ms
+from agent._errors import BudgetBlocked, StoreError
+from agent._events import Call, SuggestionEvent
+from agent._ids import new_id
+from agent._schema import BUSY_TIMEOUT_MS, connect, migrate, pragma_statements
+from agent._status import (
+    Plan,
+    StatusReport,
+    compute,
+    iso,
+    now_ms,
+    plan_statuses,
+    read_budgets,
+)
+
+if TYPE_CHECKING:
+    from agent._budget import Budget, BudgetStatus
+
+T = TypeVar("T")
+
+#: A reservation not settled within this time (its caller crashed) stops holding budget.
+RESERVATION_TTL_MS = 10 * 60 * 1000
+
+_CALL_INSERT = (
+    "INSERT INTO calls (id, device_id, ts, tool, source, provider, model, kind, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, "
+    "reasoning_tokens, cost_micro_usd, estimated, latency_ms, status, language, workspace, "
+    "request_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+_SUGGESTION_INSERT = (
+    "INSERT INTO suggestion_events (id, device_id, ts, suggestion_id, call_id, type, chars, "
+    "lines, checkpoint_s, commit_id, environment, tool, model, language, workspace) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    """How many events were new and how many were already stored (by id or request id)."""
+
+    inserted: int
+    duplicates: int
+
+    def __add__(self, other: InsertResult) -> InsertResult:
+        return InsertResult(self.inserted + other.inserted, self.duplicates + other.duplicates)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Budget held for a call in flight; settle it with the real call, or release it."""
+
+    id: str
+    cost_micro: int
+    tokens: int
+    statuses: tuple[BudgetStatus, ...] = ()
+
+    @property
+    def warnings(self) -> list[BudgetStatus]:
+        return [s for s in self.statuses if s.state == "warn"]
+
+
+def _ms(call: Call | SuggestionEvent) -> int:
+    return int(call.ts.timestamp() * 1000)
+
+
+def _call_row(call: Call, device_id: str) -> tuple[Any, ...]:
+    return (call.id, call.device_id or device_id, _ms(call), call.tool, call.source,
+            call.provider, call.model, call.kind, call.input_tokens, call.output_tokens,
+            call.cache_read_tokens, call.cache_write_tokens, call.cache_write_1h_tokens,
+            call.reasoning_tokens, call.cost_micro_usd, int(call.estimated), call.latency_ms,
+            call.status, call.language, call.workspace, call.request_id)
+
+
+def _suggestion_row(event: SuggestionEvent, device_id: str) -> tuple[Any, ...]:
+    return (event.id, event.device_id or device_id, _ms(event), event.suggestion_id,
+            event.call_id, event.type, event.chars, event.lines, event.checkpoint_s,
+            event.commit, event.environment, event.tool, event.model, event.language,
+            event.workspace)
+
+
+Op = Callable[[aiosqlite.Connection], Awaitable[Any]]
+
+
+def blocked_message(status: BudgetStatus, zone: str | None) -> str:
+    """Words for a refusal: the budget, what was used against what limit, when it resets."""
+    from agent._budget import resolve_zone
+    from agent._status import money, tokens
+
+    parts = []
+    if status.limit_micro is not None:
+        parts.append(f"{money(status.used.cost_micro)} of {money(status.limit_micro)}")
+    if status.limit_tokens is not None:
+        parts.append(f"{tokens(status.used.tokens)} of {tokens(status.limit_tokens)} tokens")
+    used = " and ".join(parts)
+    reset = ""
+    if status.window.resets_at_ms is not None:
+        when = from_ms(status.window.resets_at_ms).astimezone(resolve_zone(zone))
+        reset = f"; it resets at {when:%Y-%m-%d %H:%M %Z}"
+    return (f"meterline budget '{status.name}' ({status.period}) is used up: {used} used"
+            f"{reset}. Raise it with `meterline budget set --name {status.name} ...`.")
+
+
+class Store:
+    """The process's handle on ``meterline.db``. Use ``async with await Store.open():``."""
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection, device_id: str,
+                 config_path: Path | None = None) -> None:
+        self.path = path
+        self.config_path = config_path or Path(_paths.config_path())
+        self.device_id = device_id
+        self._conn = conn
+        self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(), name="meterline-store-writer")
+        self._reader: sqlite3.Connection | None = None
+        self._reader_lock = asyncio.Lock()
+        self._closed = False
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: str | Path | None = None, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+                   config_path: str | Path | None = None) -> Store:
+        """Open (creating and migrating as needed) the store at ``path`` (default: home).
+
+        ``config_path`` is the config.toml whose budgets apply (default: home's).
+        """
+        path = Path(path or _paths.db_path())
+        try:
+            await asyncio.to_thread(migrate, path)
+            conn = await aiosqlite.connect(path, isolation_level=None,
+                                           timeout=busy_timeout_ms / 1000)
+            for statement in pragma_statements(busy_timeout_ms):
+                await conn.execute(statement)
+            device_id = await _device_id(conn)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+        return cls(path, conn, device_id, Path(config_path) if config_path else None)
+
+    async def close(self) -> None:
+        """Finish every queued write, then close."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._queue.join()
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        await self._conn.close()
+        if self._reader is not None:
+            self._reader.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def _submit(self, op: Op) -> Any:
+        if self._closed:
+            raise StoreError("the store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))
+        # Shielded: a caller cancelled mid-write (an LSP $/cancelRequest, a client that went
+        # away) must not undo a write that is already queued; the call was still made.
+        return await asyncio.shield(future)
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._run_batch([op for op, _ in batch])
+            except Exception as exc:  # every waiter must hear of it
+                error = exc if isinstance(exc, StoreError) else StoreError(
+                    f"cannot write to the store at {self.path}: {exc}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _run_batch(self, ops: list[Op]) -> list[Any]:
+        await self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [await op(self._conn) for op in ops]
+            await self._conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                await self._conn.execute("ROLLBACK")
+            raise
+        return results
+
+    async def add_calls(self, calls: Sequence[Call]) -> InsertResult:
+        """Store calls (all or none); an id or request id already stored counts as duplicate."""
+        rows = [_call_row(call, self.device_id) for call in calls]
+
+        async def op(conn: aiosqlite.Connection) -> InsertResult:
+            cursor = await conn.executemany(_CALL_INSERT, rows)
+            return InsertResult(cursor.rowcount, len(rows) - cursor.rowcount)
+
+        return await self._submit(op) if rows else InsertResult(0, 0)
+
+    async def add_suggestion_events(self, events: Sequence[SuggestionEvent]) -> InsertResult:
+        rows = [_suggestion_row(event, self.device_id) for event in events]
+
+        async def op(conn: aiosqlite.Connection) -> InsertResult:
+            cursor = await conn.executemany(_SUGGESTION_INSERT, rows)
+            return InsertResult(cursor.rowcount, len(rows) - cursor.rowcount)
+
+        return await self._submit(op) if rows else InsertResult(0, 0)
+
+    async def set_vendor_quota(self, provider: str, quotas: Iterable[dict[str, Any]]) -> None:
+        """Remember what a provider said of its own quota (``name``, ``limit``, ``remaining``,
+        ``used_percent``, ``resets_at_ms``), replacing what it said before."""
+        stamp = now_ms()
+        rows = [(provider, quota["name"], quota.get("limit"), quota.get("remaining"),
+                 quota.get("used_percent"), quota.get("resets_at_ms"), stamp)
+                for quota in quotas]
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.executemany(
+                "INSERT INTO vendor_quota VALUES (?,?,?,?,?,?,?) ON CONFLICT(provider, name) "
+                "DO UPDATE SET quota_limit = excluded.quota_limit, remaining = "
+                "excluded.remaining, used_percent = excluded.used_percent, resets_at_ms = "
+                "excluded.resets_at_ms, observed_ms = excluded.observed_ms", rows)
+
+        if rows:
+            await self._submit(op)
+
+    # -- budget reservations ---------------------------------------------------------------
+
+    async def reserve(self, budgets: Sequence[Budget], *, cost_micro: int, tokens: int,
+                      ttl_ms: int = RESERVATION_TTL_MS) -> Reservation:
+        """Hold an estimate against every enforced budget before a call starts.
+
+        Raises BudgetBlocked when settled use plus what calls in flight hold has reached an
+        enforced limit. Runs under the database's write lock, so callers in other processes
+        (the proxy and the sidecar) are serialised with this one.
+        """
+        reservation_id = new_id()
+
+        async def op(conn: aiosqlite.Connection) -> Reservation | BudgetBlocked:
+            at = now_ms()
+            await conn.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
+            async with conn.execute(q.RESERVED, (at,)) as cursor:
+                cost, toks, count = await cursor.fetchone()  # type: ignore[misc]
+            held = Usage(int(cost), int(toks), int(count))
+            statuses = await run_plan_async(plan_statuses(list(budgets), at), conn)
+            for spec, status in zip(budgets, statuses, strict=True):
+                if not admits(status, held):
+                    return BudgetBlocked(
+                        blocked_message(status, spec.timezone), budget=status.name,
+                        resets_at=iso(status.window.resets_at_ms),
+                        details={"usedUsd": status.used.cost_micro / 1e6,
+                                 "limitUsd": None if status.limit_micro is None
+                                 else status.limit_micro / 1e6,
+                                 "usedTokens": status.used.tokens,
+                                 "limitTokens": status.limit_tokens,
+                                 "inFlightCalls": held.calls})
+            await conn.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
+                               (reservation_id, cost_micro, tokens, at, at + ttl_ms))
+            return Reservation(reservation_id, cost_micro, tokens, tuple(statuses))
+
+        result = await self._submit(op)
+        if isinstance(result, BudgetBlocked):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    async def settle(self, reservation: Reservation | None, calls: Sequence[Call]
+                     ) -> InsertResult:
+        """Replace a reservation by the real call(s), in one transaction."""
+        rows = [_call_row(call, self.device_id) for call in calls]
+
+        async def op(conn: aiosqlite.Connection) -> InsertResult:
+            if reservation is not None:
+                await conn.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
+            if not rows:
+                return InsertResult(0, 0)
+            cursor = await conn.executemany(_CALL_INSERT, rows)
+            return InsertResult(cursor.rowcount, len(rows) - cursor.rowcount)
+
+        return await self._submit(op)  # type: ignore[no-any-return]
+
+    async def release(self, reservation: Reservation) -> None:
+        """Give back a reservation whose call never happened."""
+        await self.settle(reservation, [])
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def budgets(self) -> list[Budget]:
+        """The budgets in force (config.toml re-read if it changed, plus the server's)."""
+        budgets, _zone = await self.read(lambda db: read_budgets(db, str(self.config_path)))
+        return budgets
+
+    async def status(self, at_ms: int | None = None) -> StatusReport:
+        """The status object, as `meterline status` computes it."""
+
+        def run(db: sqlite3.Connection) -> StatusReport:
+            budgets, zone = read_budgets(db, str(self.config_path))
+            return compute(db, budgets, zone, at_ms)
+
+        return await self.read(run)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` on the read connection in a worker thread."""
+        async with self._reader_lock:
+            if self._reader is None:
+                self._reader = await asyncio.to_thread(connect, self.path)
+            reader = self._reader
+            return await asyncio.to_thread(fn, reader)
+
+
+async def _device_id(conn: aiosqlite.Connection) -> str:
+    """This machine's id, made once and kept in the store."""
+    candidate = new_id()
+    await conn.execute("INSERT INTO meta VALUES ('device_id', ?) ON CONFLICT DO NOTHING",
+                       (candidate,))
+    async with conn.execute("SELECT value FROM meta WHERE key = 'device_id'") as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def run_plan_async(plan: Plan[T], conn: aiosqlite.Connection) -> T:
+    """Drive a plan (see ``agent._status``) on the aiosqlite writer connection."""
+    try:
+        query = next(plan)
+        while True:
+            async with conn.execute(*query) as cursor:
+                row = await cursor.fetchone()
+            query = plan.send(None if row is None else tuple(row))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+__all__ = ["InsertResult", "Reservation", "Store", "blocked_message"]

@@ -1,0 +1,208 @@
+"""The click application behind ``meterline``: each command parses, calls one function, prints.
+
+Commands that live outside ``agent`` (``lsp``, ``tui``, ``server``) are found through the
+``meterline.commands`` entry points, so the core never imports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from agent import _config, _paths
+from agent._errors import InputError, MeterlineError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn our errors into one line on stderr and their exit code (2 for bad input)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except MeterlineError as exc:
+            click.echo(f"meterline: {exc}", err=True)
+            raise SystemExit(exc.exit_code) from None
+
+    return wrapper
+
+
+class PluginGroup(click.Group):
+    """A group that also offers the commands registered under ``meterline.commands``."""
+
+    def _plugins(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group="meterline.commands")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        plugin = self._plugins().get(cmd_name)
+        if plugin is None:
+            return None
+        try:
+            loaded = plugin.load()
+        except ImportError as exc:
+            message = (f"`meterline {cmd_name}` is not available: {exc}. "
+                       f"Install it with: pip install 'meterline[{cmd_name}]'")
+            return click.Command(cmd_name, callback=lambda: _exit_with(message),
+                                 help=f"(unavailable: {exc})")
+        return loaded if isinstance(loaded, click.Command) else None
+
+
+def _exit_with(message: str) -> None:
+    click.echo(f"meterline: {message}", err=True)
+    raise SystemExit(1)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="meterline")
+def cli() -> None:
+    """What your coding assistants cost while you work, and what the tokens bought.
+
+    Data and settings live in $METERLINE_HOME (see `meterline path`).
+    """
+
+
+@cli.command()
+@click.option("--json", "json_output", is_flag=True, help="Print the full status object.")
+def status(json_output: bool) -> None:
+    """One line for a prompt or status bar: what is left, % used, state, reset time."""
+    from agent.cli._status_cmd import run_status
+
+    raise SystemExit(run_status(json_output=json_output))
+
+
+@cli.command()
+@click.option("--json", "json_output", is_flag=True, help="Print the result as JSON.")
+@click.option("--file", "source", type=click.File("rb"), default="-",
+              help="Read from this file instead of standard input.")
+@fail_cleanly
+def record(json_output: bool, source: Any) -> None:
+    """Store calls given as JSON on stdin: one object or an array (fields as in the docs).
+
+    \b
+    echo '{"tool":"my-script","provider":"anthropic","model":"claude-sonnet-4-5",
+           "input_tokens":1200,"output_tokens":300}' | meterline record
+    """
+    from agent._commands import record_calls
+
+    if source.isatty():
+        raise InputError("input: pipe a JSON call (or an array of calls) into meterline record")
+    data = source.read(_MAX_RECORD_BYTES + 1)
+    if len(data) > _MAX_RECORD_BYTES:
+        raise InputError(f"input: more than {_MAX_RECORD_BYTES // 2**20} MiB; split it up")
+    outcome = asyncio.run(record_calls(data, _config.load()))
+    if json_output:
+        click.echo(json.dumps(outcome))
+        return
+    noun = "call" if outcome["inserted"] == 1 else "calls"
+    dupes = f", {outcome['duplicates']} already stored" if outcome["duplicates"] else ""
+    unpriced = f", {outcome['unpriced']} of unknown cost" if outcome["unpriced"] else ""
+    click.echo(f"stored {outcome['inserted']} {noun} ({outcome['costText']}{dupes}{unpriced})")
+    click.echo(outcome["statusLine"])
+
+
+_MAX_RECORD_BYTES = 16 * 2**20
+
+
+@cli.command()
+@click.option("-n", "--limit", default=20, show_default=True,
+              type=click.IntRange(1, 100_000), help="How many calls to show.")
+@click.option("--json", "json_output", is_flag=True, help="Print the calls as JSON.")
+@fail_cleanly
+def log(limit: int, json_output: bool) -> None:
+    """Recent calls, newest first."""
+    from agent._commands import recent_calls_table
+
+    rows, table = recent_calls_table(limit)
+    click.echo(json.dumps(rows) if json_output else table)
+
+
+@cli.group()
+def budget() -> None:
+    """Show or change the budgets in config.toml."""
+
+
+@budget.command("show")
+@click.option("--json", "json_output", is_flag=True, help="Print the budgets as JSON.")
+@fail_cleanly
+def budget_show(json_output: bool) -> None:
+    """Each budget with its period, limits, use and state."""
+    from agent._commands import budgets_overview
+
+    data, text = budgets_overview()
+    click.echo(json.dumps(data) if json_output else text)
+
+
+@budget.command("set")
+@click.option("--name", default="default", show_default=True, help="Which budget to set.")
+@click.option("--period", help="day, week, month, or a rolling window such as 5h.")
+@click.option("--usd", "limit_usd", type=float, help="Dollar limit for the period.")
+@click.option("--tokens", "limit_tokens", type=int, help="Token limit for the period.")
+@click.option("--warn-at", type=float, help="Fraction at which to warn (default 0.8).")
+@click.option("--mode", type=click.Choice(["warn", "enforce"]), help="Warn only, or refuse.")
+@click.option("--timezone", help="IANA zone where periods start (default: local).")
+@click.option("--week-starts", type=click.Choice(
+    ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]))
+@click.option("--scope", type=click.Choice(["developer", "team"]))
+@fail_cleanly
+def budget_set(name: str, **changes: Any) -> None:
+    """Add a budget, or change the named one (unnamed options keep their values)."""
+    from agent._commands import set_budget
+
+    path, spec = set_budget(name, {k: v for k, v in changes.items() if v is not None})
+    limits = " and ".join(filter(None, [
+        f"${spec.limit_usd:g}" if spec.limit_usd is not None else None,
+        f"{spec.limit_tokens:,} tokens" if spec.limit_tokens is not None else None]))
+    click.echo(f"budget '{spec.name}': {limits} per {spec.period}, {spec.mode}, warn at "
+               f"{spec.warn_at:.0%} (saved in {path})")
+
+
+@budget.command("remove")
+@click.argument("name")
+@fail_cleanly
+def budget_remove(name: str) -> None:
+    """Remove the named budget from config.toml."""
+    from agent._commands import remove_budget
+
+    path = remove_budget(name)
+    click.echo(f"budget '{name}' removed (from {path})")
+
+
+@cli.command()
+@click.option("--json", "json_output", is_flag=True, help="Print the paths as JSON.")
+def path(json_output: bool) -> None:
+    """Where meterline keeps its config and its database."""
+    paths = {"home": _paths.home(), "config": _paths.config_path(),
+             "database": _paths.db_path()}
+    if json_output:
+        click.echo(json.dumps(paths))
+    else:
+        width = max(map(len, paths))
+        for key, value in paths.items():
+            click.echo(f"{key:<{width}}  {value}")
+
+
+@cli.command()
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds between status refreshes.")
+@fail_cleanly
+def up(interval: float) -> None:
+    """The main job: open the store and keep a live status line until Ctrl-C."""
+    from agent._up import run_up
+
+    _paths.ensure_home()
+    asyncio.run(run_up(_config.load(), interval=interval))
