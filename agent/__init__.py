@@ -65,7 +65,33 @@ _EXPORTS = {
     "Store": "agent._store",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Budget",
+    "BudgetBlocked",
+    "BudgetSpec",
+    "BudgetStatus",
+    "Call",
+    "CompletionSettings",
+    "ConfigError",
+    "CredentialError",
+    "InputError",
+    "InsertResult",
+    "MeterlineError",
+    "Reservation",
+    "Settings",
+    "StatusReport",
+    "Store",
+    "StoreError",
+    "SuggestionEvent",
+    "Usage",
+    "load_settings",
+    "new_id",
+    "parse_calls",
+    "parse_suggestion_events",
+    "price_call",
+    "status_line",
+    "workspace_hash",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -63,12 +63,23 @@ def price_from_library(call: Call) -> int | None:
     return None
 
 
+#: Providers that run on the developer's own machine: no bill, so a known $0.
+LOCAL_PROVIDERS = frozenset({"ollama", "local"})
+
+
 def price_call(call: Call, overrides: dict[str, ModelPrice] | None = None) -> int | None:
-    """The call's cost in micro-dollars: an override for its model first, then the library."""
+    """The call's cost in micro-dollars: an override for its model first, then the library.
+
+    Models served locally (Ollama) cost nothing; any other model nobody knows the price of
+    gives ``None`` (cost unknown), never 0.
+    """
     if overrides:
-        override = overrides.get(call.model) or overrides.get(f"{call.provider}/{call.model}")
+        override = (overrides.get(f"{call.provider}/{call.model}")
+                    or overrides.get(call.model))
         if override is not None:
             return price_with_override(call, override)
+    if call.provider.lower() in LOCAL_PROVIDERS:
+        return 0
     return price_from_library(call)
 
 
@@ -78,7 +89,6 @@ _PROVIDER_IDS = {
     "gemini": "google",
     "vertex": "google",
     "azure-openai": "azure",
-    "ollama": "ollama",
 }
 
 

@@ -272,7 +272,7 @@ def money(micro: int | float) -> str:
         return f"${dollars:,.0f}"
     if abs(dollars) >= 0.995 or dollars == 0:
         return f"${dollars:,.2f}"
-    return f"${dollars:.3f}".rstrip("0").rstrip(".")
+    return f"${dollars:.4f}".rstrip("0").rstrip(".")
 
 
 def tokens(count: int | float) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,11 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def meterline_home(tmp_path_factory: pytest.TempPathFactory,
-                   monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+                   monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh, empty METERLINE_HOME for every test; the real home is never touched."""
     home = tmp_path_factory.mktemp("meterline-home")
     monkeypatch.setenv("METERLINE_HOME", str(home))
-    yield home
+    return home
 
 
 @pytest.fixture
