@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         MeterlineError,
         StoreError,
     )
+    from agent._estimate import estimate_tokens
     from agent._events import (
         Call,
         SuggestionEvent,
@@ -34,6 +35,16 @@ if TYPE_CHECKING:
     )
     from agent._ids import new_id
     from agent._pricing import price_call
+    from agent._queries import (
+        Breakdown,
+        breakdown,
+        funnel,
+        recent_calls,
+        sync_state,
+        usage_between,
+        usage_series,
+        vendor_quotas,
+    )
     from agent._status import StatusReport, status_line
     from agent._store import InsertResult, Reservation, Store
 
@@ -56,7 +67,16 @@ _EXPORTS = {
     "parse_calls": "agent._events",
     "parse_suggestion_events": "agent._events",
     "workspace_hash": "agent._events",
+    "estimate_tokens": "agent._estimate",
     "new_id": "agent._ids",
+    "Breakdown": "agent._queries",
+    "breakdown": "agent._queries",
+    "funnel": "agent._queries",
+    "recent_calls": "agent._queries",
+    "sync_state": "agent._queries",
+    "usage_between": "agent._queries",
+    "usage_series": "agent._queries",
+    "vendor_quotas": "agent._queries",
     "price_call": "agent._pricing",
     "StatusReport": "agent._status",
     "status_line": "agent._status",
@@ -66,6 +86,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Breakdown",
     "Budget",
     "BudgetBlocked",
     "BudgetSpec",
@@ -84,12 +105,20 @@ __all__ = [
     "StoreError",
     "SuggestionEvent",
     "Usage",
+    "breakdown",
+    "estimate_tokens",
+    "funnel",
     "load_settings",
     "new_id",
     "parse_calls",
     "parse_suggestion_events",
     "price_call",
+    "recent_calls",
     "status_line",
+    "sync_state",
+    "usage_between",
+    "usage_series",
+    "vendor_quotas",
     "workspace_hash",
 ]
 
