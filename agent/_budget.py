@@ -19,6 +19,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 State = Literal["ok", "warn", "blocked"]
 HOUR_MS = 3_600_000
+#: A window that ends "now" also takes in calls stamped up to a day ahead (the clock skew
+#: events may have). Counting them at once is right, and it lets the sum use the rollup
+#: for the current bucket instead of scanning its calls.
+OPEN_END_MS = 86_400_000
+
+
+def since(start_ms: int, now_ms: int) -> tuple[int, int]:
+    """The bounds of "everything from ``start_ms`` until now"."""
+    return start_ms, now_ms + OPEN_END_MS
 _WEEKDAY_INDEX = {name: i for i, name in enumerate(
     ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
@@ -139,7 +148,7 @@ def budget_window(spec: Budget, now_ms: int, *, oldest_in_window_ms: int | None 
     if isinstance(period, Rolling):
         span = period.seconds * 1000
         resets = oldest_in_window_ms + span if oldest_in_window_ms is not None else None
-        return Window(now_ms - span, now_ms + 1, resets, rolling=True)
+        return Window(*since(now_ms - span, now_ms), resets, rolling=True)
     return calendar_window(period.unit, resolve_zone(spec.timezone), now_ms, spec.week_starts)
 
 

@@ -11,25 +11,43 @@ import sqlite3
 from typing import Any, NamedTuple
 
 from agent._budget import Usage
-from agent._schema import BUCKET_MS, HOUR_MS
+from agent._schema import BUCKET_MS, DAY_MS, HOUR_MS
 
-_EDGE = ("SELECT COUNT(*) AS n, COALESCE(SUM(input_tokens + output_tokens + cache_read_tokens"
-         " + cache_write_tokens), 0) AS t, COALESCE(SUM(cost_micro_usd), 0) AS c,"
+_EDGE = ("SELECT COUNT(*) AS n, COALESCE(SUM(total_tokens), 0) AS t,"
+         " COALESCE(SUM(cost_micro_usd), 0) AS c,"
          " COALESCE(SUM(cost_micro_usd IS NULL), 0) AS u FROM calls WHERE ts >= ? AND ts < ?")
-_BUCKETS = ("SELECT COALESCE(SUM(calls), 0) AS n, COALESCE(SUM(tokens), 0) AS t,"
-            " COALESCE(SUM(cost_micro_usd), 0) AS c, COALESCE(SUM(unknown_cost_calls), 0) AS u"
-            " FROM usage_15m WHERE bucket >= ? AND bucket < ?")
+_ROLLUP = ("SELECT COALESCE(SUM(calls), 0) AS n, COALESCE(SUM(tokens), 0) AS t,"
+           " COALESCE(SUM(cost_micro_usd), 0) AS c, COALESCE(SUM(unknown_cost_calls), 0) AS u"
+           " FROM {table} WHERE {key} >= ? AND {key} < ?")
+#: Rollup levels, coarsest first: (bucket width, table, key column).
+_LEVELS = ((DAY_MS, "usage_1d", "day"), (BUCKET_MS, "usage_15m", "bucket"))
+
+
+def _cover(lo: int, hi: int, level: int) -> list[tuple[str, tuple[int, int]]]:
+    """SQL parts summing ``[lo, hi)``: whole buckets of the coarsest level that fits, finer
+    levels for the remainders, and the calls themselves only for the sub-bucket edges."""
+    if lo >= hi:
+        return []
+    if level == len(_LEVELS):
+        return [(_EDGE, (lo, hi))]
+    width, table, key = _LEVELS[level]
+    first = -(-lo // width) * width
+    last = hi // width * width
+    if first >= last:
+        return _cover(lo, hi, level + 1)
+    return [*_cover(lo, first, level + 1),
+            (_ROLLUP.format(table=table, key=key), (first, last)),
+            *_cover(last, hi, level + 1)]
 
 
 def usage_query(start_ms: int, end_ms: int) -> tuple[str, tuple[int, ...]]:
-    """SQL summing calls with ``start_ms <= ts < end_ms``: whole buckets plus ragged edges."""
-    first_full = -(-start_ms // BUCKET_MS) * BUCKET_MS
-    last_full_end = end_ms // BUCKET_MS * BUCKET_MS
-    if first_full >= last_full_end:
-        return _EDGE, (start_ms, end_ms)
-    sql = (f"SELECT SUM(n), SUM(t), SUM(c), SUM(u) FROM ({_BUCKETS} UNION ALL {_EDGE}"
-           f" UNION ALL {_EDGE})")
-    return sql, (first_full, last_full_end, start_ms, first_full, last_full_end, end_ms)
+    """SQL summing calls with ``start_ms <= ts < end_ms`` from the rollups (see ``_cover``)."""
+    parts = _cover(start_ms, end_ms, 0) or [(_EDGE, (start_ms, start_ms))]
+    if len(parts) == 1:
+        return parts[0]
+    sql = " UNION ALL ".join(part for part, _ in parts)
+    params = tuple(value for _, bounds in parts for value in bounds)
+    return f"SELECT SUM(n), SUM(t), SUM(c), SUM(u) FROM ({sql})", params
 
 
 def usage_from_row(row: tuple[Any, ...] | None) -> Usage:

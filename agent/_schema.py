@@ -16,6 +16,9 @@ from collections.abc import Callable
 #: so the start of a day, week or month in any zone falls on a bucket boundary.
 BUCKET_MS = 900_000
 HOUR_MS = 3_600_000
+#: A second, coarser level of the budget rollup (UTC days): a month sums ~30 of these plus
+#: the 15-minute buckets between local and UTC midnight.
+DAY_MS = 86_400_000
 BUSY_TIMEOUT_MS = 5_000
 
 
@@ -44,14 +47,25 @@ def _initial(db: sqlite3.Connection) -> None:
             status TEXT NOT NULL,
             language TEXT,
             workspace TEXT,
-            request_id TEXT
+            request_id TEXT,
+            -- A plain column (not a generated one) so that calls_ts covers the edge sums.
+            total_tokens INTEGER NOT NULL CHECK (total_tokens = input_tokens + output_tokens
+                + cache_read_tokens + cache_write_tokens)
         )""",
         # The same provider call reaching us by two paths (proxy and a log importer) counts once.
         "CREATE UNIQUE INDEX calls_request_id ON calls(request_id) WHERE request_id IS NOT NULL",
-        "CREATE INDEX calls_ts ON calls(ts)",
+        # Covering for the ragged edges of a budget window: those sums never touch the table.
+        "CREATE INDEX calls_ts ON calls(ts, total_tokens, cost_micro_usd)",
         # Budget rollup: what budgets and burn rates sum instead of scanning calls.
         """CREATE TABLE usage_15m (
             bucket INTEGER PRIMARY KEY,
+            calls INTEGER NOT NULL,
+            tokens INTEGER NOT NULL,
+            cost_micro_usd INTEGER NOT NULL,
+            unknown_cost_calls INTEGER NOT NULL
+        )""",
+        """CREATE TABLE usage_1d (
+            day INTEGER PRIMARY KEY,
             calls INTEGER NOT NULL,
             tokens INTEGER NOT NULL,
             cost_micro_usd INTEGER NOT NULL,
@@ -74,11 +88,17 @@ def _initial(db: sqlite3.Connection) -> None:
         ) WITHOUT ROWID""",
         f"""CREATE TRIGGER calls_rollup AFTER INSERT ON calls BEGIN
             INSERT INTO usage_15m VALUES (
-                NEW.ts - NEW.ts % {BUCKET_MS}, 1,
-                NEW.input_tokens + NEW.output_tokens + NEW.cache_read_tokens
-                    + NEW.cache_write_tokens,
+                NEW.ts - NEW.ts % {BUCKET_MS}, 1, NEW.total_tokens,
                 COALESCE(NEW.cost_micro_usd, 0), NEW.cost_micro_usd IS NULL)
             ON CONFLICT(bucket) DO UPDATE SET
+                calls = calls + 1,
+                tokens = tokens + excluded.tokens,
+                cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+                unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls;
+            INSERT INTO usage_1d VALUES (
+                NEW.ts - NEW.ts % {DAY_MS}, 1, NEW.total_tokens,
+                COALESCE(NEW.cost_micro_usd, 0), NEW.cost_micro_usd IS NULL)
+            ON CONFLICT(day) DO UPDATE SET
                 calls = calls + 1,
                 tokens = tokens + excluded.tokens,
                 cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,

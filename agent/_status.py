@@ -30,6 +30,7 @@ from agent._budget import (
     headline,
     parse_period,
     resolve_zone,
+    since,
 )
 from agent._schema import MIGRATIONS, connect, migrate
 
@@ -196,7 +197,7 @@ def plan_statuses(budgets: list[Budget], at_ms: int) -> Plan[list[BudgetStatus]]
     """Plan: every budget's status at ``at_ms``."""
     if not budgets:
         return []
-    last_hour = q.usage_from_row((yield q.usage_query(at_ms - HOUR_MS, at_ms + 1)))
+    last_hour = q.usage_from_row((yield q.usage_query(*since(at_ms - HOUR_MS, at_ms))))
     statuses = []
     for spec in budgets:
         period = parse_period(spec.period)
@@ -226,7 +227,7 @@ def compute(db: sqlite3.Connection, budgets: list[Budget], local_zone: str,
     at_ms = now_ms() if at_ms is None else at_ms
     zone_of_today = next((b.timezone for b in budgets if b.timezone), local_zone)
     today = calendar_window("day", resolve_zone(zone_of_today), at_ms)
-    last_hour = q.usage_between(db, at_ms - HOUR_MS, at_ms + 1)
+    last_hour = q.usage_between(db, *since(at_ms - HOUR_MS, at_ms))
     return StatusReport(
         now_ms=at_ms,
         budgets=run_plan(plan_statuses(budgets, at_ms), db),

