@@ -10,6 +10,7 @@ pathlib would cost it more than the rest of its work. Wrap them in ``Path`` wher
 from __future__ import annotations
 
 import os
+import sys
 
 APP_NAME = "meterline"
 
@@ -19,6 +20,12 @@ def home() -> str:
     configured = os.environ.get("METERLINE_HOME")
     if configured:
         return os.path.abspath(os.path.expanduser(configured))
+    if sys.platform.startswith("linux"):
+        # The XDG rule platformdirs applies on Linux, without importing it: this runs on
+        # every shell prompt. tests/agent/test_paths.py checks both agree.
+        base = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.expanduser(
+            "~/.local/share")
+        return os.path.join(base, APP_NAME)
     from platformdirs import user_data_dir
 
     return user_data_dir(APP_NAME, appauthor=False)
