@@ -46,6 +46,15 @@ async def record_calls(data: bytes, settings: _config.Settings) -> dict[str, Any
     }
 
 
+async def import_tool_logs(tools: list[str], settings: _config.Settings
+                           ) -> dict[str, dict[str, int]]:
+    from agent._importers import import_logs
+
+    _paths.ensure_home()
+    async with await Store.open() as store:
+        return await import_logs(store, tools, settings.prices)
+
+
 def recent_calls_table(limit: int) -> tuple[list[dict[str, Any]], str]:
     """The newest ``limit`` calls as JSON-ready dicts and as a text table."""
     if not Path(_paths.db_path()).exists():

@@ -96,6 +96,16 @@ class SyncSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     interval_s: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 30.0
 
 
+class ImportSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Reading the usage that tools record in their own logs (`meterline import`, `up`)."""
+
+    tools: list[Literal["claude-code", "codex"]] = msgspec.field(
+        default_factory=lambda: ["claude-code", "codex"])
+    """Which tools' logs `meterline up` imports; an empty list turns importing off."""
+    interval_s: Annotated[float, msgspec.Meta(ge=1, le=86_400)] = 30.0
+    """Seconds between imports while `meterline up` runs."""
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Everything ``config.toml`` can say."""
 
@@ -105,6 +115,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     proxy: ProxySettings = msgspec.field(default_factory=ProxySettings)
     completion: CompletionSettings = msgspec.field(default_factory=CompletionSettings)
     sync: SyncSettings = msgspec.field(default_factory=SyncSettings)
+    imports: ImportSettings = msgspec.field(default_factory=ImportSettings, name="import")
 
 
 def load(path: str | Path | None = None) -> Settings:

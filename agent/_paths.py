@@ -26,7 +26,7 @@ def home() -> str:
         base = os.environ.get("XDG_DATA_HOME", "").strip() or os.path.expanduser(
             "~/.local/share")
         return os.path.join(base, APP_NAME)
-    from platformdirs import user_data_dir
+    from platformdirs import user_data_dir  # type: ignore[unreachable, unused-ignore]
 
     return user_data_dir(APP_NAME, appauthor=False)
 

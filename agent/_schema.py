@@ -203,10 +203,22 @@ def _initial(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _import_cursors(db: sqlite3.Connection) -> None:
+    # How far each tool log has been imported. Local only: paths never leave the machine.
+    db.execute("""CREATE TABLE import_cursors (
+        path TEXT PRIMARY KEY,
+        file_id TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        state TEXT,
+        updated_ms INTEGER NOT NULL
+    )""")
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
+    ("0002_import_cursors", _import_cursors),
 ]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -240,6 +241,25 @@ class Store:
             return InsertResult(cursor.rowcount, len(rows) - cursor.rowcount)
 
         return await self._submit(op) if rows else InsertResult(0, 0)
+
+    async def add_imported(self, calls: Sequence[Call], cursor: Any) -> InsertResult:
+        """Store calls read from a tool's log together with how far the log was read (an
+        ``agent._importers.Cursor``), in one transaction: never a line twice, never one lost."""
+        rows = [_call_row(call, self.device_id) for call in calls]
+        state = json.dumps(cursor.state) if cursor.state else None
+
+        async def op(conn: aiosqlite.Connection) -> InsertResult:
+            inserted = 0
+            if rows:
+                inserted = (await conn.executemany(_CALL_INSERT, rows)).rowcount
+            await conn.execute(
+                "INSERT INTO import_cursors VALUES (?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
+                "file_id = excluded.file_id, offset = excluded.offset, state = excluded.state, "
+                "updated_ms = excluded.updated_ms",
+                (cursor.path, cursor.file_id, cursor.offset, state, now_ms()))
+            return InsertResult(inserted, len(rows) - inserted)
+
+        return await self._submit(op)  # type: ignore[no-any-return]
 
     async def set_vendor_quota(self, provider: str, quotas: Iterable[dict[str, Any]]) -> None:
         """Remember what a provider said of its own quota (``name``, ``limit``, ``remaining``,

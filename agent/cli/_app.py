@@ -131,6 +131,30 @@ def log(limit: int, json_output: bool) -> None:
     click.echo(json.dumps(rows) if json_output else table)
 
 
+@cli.command("import")
+@click.option("--tool", "tools", multiple=True, type=click.Choice(["claude-code", "codex"]),
+              help="Only this tool's logs (repeatable). Default: all.")
+@click.option("--json", "json_output", is_flag=True, help="Print the counts as JSON.")
+@fail_cleanly
+def import_(tools: tuple[str, ...], json_output: bool) -> None:
+    """Import the usage Claude Code and Codex CLI record in their own logs (incremental).
+
+    Claude Code: ~/.claude/projects, ~/.config/claude/projects and $CLAUDE_CONFIG_DIR;
+    Codex CLI: ${CODEX_HOME:-~/.codex}/sessions. Reading again never stores a call twice.
+    """
+    from agent._commands import import_tool_logs
+
+    summary = asyncio.run(import_tool_logs(list(tools) or ["claude-code", "codex"],
+                                           _config.load()))
+    if json_output:
+        click.echo(json.dumps(summary))
+        return
+    for tool, counts in summary.items():
+        click.echo(f"{tool}: {counts['inserted']} new calls from {counts['files']} files"
+                   + (f" ({counts['duplicates']} already stored)" if counts["duplicates"]
+                      else ""))
+
+
 @cli.group()
 def budget() -> None:
     """Show or change the budgets in config.toml."""
