@@ -140,6 +140,8 @@ def from_dict(raw: dict[str, Any], origin: str = "config") -> Settings:
     except msgspec.ValidationError as exc:
         message, _, at = str(exc).partition(" - at `$")
         where = at.rstrip("`").lstrip(".") or "top level"
+        if where.startswith("prices[...]") and isinstance(raw.get("prices"), dict):
+            where = where.replace("[...]", f"[{_bad_price_key(raw['prices'])!r}]", 1)
         raise ConfigError(f"{origin}: {where}: {message.replace('`', '')}") from None
     for index, budget in enumerate(settings.budgets):
         check_budget(budget, f"{origin}: budgets[{index}] ({budget.name!r})")
@@ -147,6 +149,16 @@ def from_dict(raw: dict[str, Any], origin: str = "config") -> Settings:
     if len(names) != len(set(names)):
         raise ConfigError(f"{origin}: budgets: two budgets share a name")
     return settings
+
+
+def _bad_price_key(prices: dict[str, Any]) -> str:
+    """msgspec names a bad dict entry ``[...]``; find which model it was."""
+    for key, value in prices.items():
+        try:
+            msgspec.convert(value, ModelPrice)
+        except msgspec.ValidationError:
+            return key
+    return "..."
 
 
 def check_budget(budget: BudgetSpec, where: str) -> None:
