@@ -279,6 +279,51 @@ class Store:
         if rows:
             await self._submit(op)
 
+    # -- sync ------------------------------------------------------------------------------
+
+    async def advance_sync(self, stream: str, expected: int, last_seq: int) -> None:
+        """Move a stream's outbox cursor from ``expected`` to ``last_seq`` (sent and accepted).
+
+        Compare-and-set: two sync loops racing cannot move the cursor backwards."""
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute("UPDATE sync_state SET last_seq = ?, last_success_ms = ? "
+                               "WHERE stream = ? AND last_seq = ?",
+                               (last_seq, now_ms(), stream, expected))
+
+        await self._submit(op)
+
+    async def record_sync_outcome(self, error: str | None) -> None:
+        """Remember the last sync's success or its error, for the dashboard."""
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            if error is None:
+                await conn.execute("UPDATE sync_state SET last_success_ms = ?, last_error = NULL",
+                                   (now_ms(),))
+            else:
+                await conn.execute("UPDATE sync_state SET last_error = ?, last_error_ms = ?",
+                                   (error, now_ms()))
+
+        await self._submit(op)
+
+    async def replace_server_budgets(self, budgets: Sequence[Budget]) -> None:
+        """Put the budgets pulled from the team server in force (replacing earlier ones)."""
+        from agent._budget import local_zone_name
+
+        local = local_zone_name() if any(b.timezone is None for b in budgets) else None
+        rows = [(b.name, b.period, b.limit_usd, b.limit_tokens, b.warn_at, b.mode,
+                 b.timezone or local, b.week_starts, b.scope, "server", position)
+                for position, b in enumerate(budgets)]
+
+        async def op(conn: aiosqlite.Connection) -> None:
+            await conn.execute("DELETE FROM budgets WHERE source = 'server'")
+            await conn.executemany(
+                "INSERT INTO budgets (name, period, limit_usd, limit_tokens, warn_at, mode, "
+                "timezone, week_starts, scope, source, position) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                rows)
+
+        await self._submit(op)
+
     # -- budget reservations ---------------------------------------------------------------
 
     async def reserve(self, budgets: Sequence[Budget], *, cost_micro: int, tokens: int,
