@@ -14,8 +14,9 @@ from tui._format import money, percent, tokens
 
 #: Rows shown before the rest are summed up as "others".
 TOP = 5
-#: Narrower than this, the tokens column goes so that names stay readable.
+#: From these widths on, the tokens and the calls columns are shown (names come first).
 WIDE_ENOUGH_FOR_TOKENS = 46
+WIDE_ENOUGH_FOR_CALLS = 38
 
 
 def top_rows(rows: Sequence[Breakdown], top: int = TOP) -> list[Breakdown]:
@@ -30,14 +31,15 @@ def top_rows(rows: Sequence[Breakdown], top: int = TOP) -> list[Breakdown]:
 
 
 def table_lines(title: str, rows: Sequence[Breakdown], width: int) -> list[Content]:
-    """The table as lines of ``width`` cells: name, calls, (tokens,) cost, share of cost."""
+    """The table as lines of ``width`` cells: name, (calls, tokens,) cost, share of cost."""
     show_tokens = width >= WIDE_ENOUGH_FOR_TOKENS
-    numbers = 6 + 9 + 5 + (8 if show_tokens else 0)
+    show_calls = width >= WIDE_ENOUGH_FOR_CALLS
+    numbers = 9 + 5 + (6 if show_calls else 0) + (8 if show_tokens else 0)
     name_width = max(6, width - numbers)
 
     def line(name: str, calls: str, toks: str, cost: str, share: str) -> str:
-        middle = f" {toks:>7}" if show_tokens else ""
-        return f"{name:<{name_width}}{calls:>6}{middle} {cost:>8} {share:>4}"
+        middle = (f"{calls:>6}" if show_calls else "") + (f" {toks:>7}" if show_tokens else "")
+        return f"{name:<{name_width}}{middle} {cost:>8} {share:>4}"
 
     lines = [Content.styled(line(title, "calls", "tokens", "cost", "%"), "bold $text-muted")]
     if not rows:
