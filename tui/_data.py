@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 #: How many recent calls a refresh reads: more than any screen shows, never "all".
 RECENT_LIMIT = 50
+#: About how many slots the usage plot reads, whatever the screen: the sparkline squeezes
+#: them into its width (keeping each bar's peak), and the same data draws the same picture.
+PLOT_POINTS = 160
 
 
 class Collected(NamedTuple):
@@ -113,7 +116,7 @@ def change_key(db: sqlite3.Connection, config_path: str) -> tuple[int, str]:
 
 
 async def load(store: Store, view_key: str | None, now_ms: int, zone: tzinfo,
-               points: int = 120) -> Snapshot:
+               points: int = PLOT_POINTS) -> Snapshot:
     """Read one refresh: the status object first (it says which budgets exist and their
     windows), then everything the chosen view covers."""
     report = await store.status(at_ms=now_ms)

@@ -206,10 +206,8 @@ class DashboardApp(App[None]):
 
     async def _reload(self, store: Store) -> bool:
         started = time.perf_counter()
-        points = max(24, self.query_one(UsagePlot).content_size.width or 120)
         try:
-            snapshot = await self._io(load(store, self.view_key, self._now_ms(), self.zone,
-                                           points))
+            snapshot = await self._io(load(store, self.view_key, self._now_ms(), self.zone))
             if not snapshot.has_calls and self._proxy_port is None:
                 self._proxy_port = await self._io(asyncio.to_thread(
                     _proxy_port, store.config_path))

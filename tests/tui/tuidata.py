@@ -91,8 +91,12 @@ async def fill(home: Path, calls: list[Call], events: list[SuggestionEvent] | No
 
 
 def typical_day() -> list[Call]:
-    """120 calls over the morning of NOW, ten of them in the last hour: $8.31 in all."""
-    calls = [call(60 + 5 * i, index=i, cost_micro=75_000) for i in range(110)]
+    """A working day up to NOW: a busy morning, a lunch break, a quieter afternoon, with
+    costs that vary from call to call; ten calls in the last hour."""
+    calls = []
+    for i in range(110):
+        minutes_ago = 60 + 4 * i + (90 if i > 40 else 0)  # lunch: 11:15 to 12:45
+        calls.append(call(minutes_ago, index=i, cost_micro=20_000 + (i * 7919) % 110_000))
     calls += [call(3 + 5 * i, index=i, cost_micro=5_500) for i in range(10)]
     return calls
 

@@ -36,9 +36,12 @@ def funnel_lines(summary: FunnelSummary | None, width: int) -> list[Content]:
         parts.append(Content(f"{tokens(summary.tokens_per_retained_line)} tok/line"))
     if summary.acceptance_rate is not None:
         parts.append(Content(f"{percent(summary.acceptance_rate)} accepted"))
-    footer = Content(" · ").join(parts)
-    lines.append(footer if footer.cell_length <= width else footer.truncate(width,
-                                                                            ellipsis=True))
+    # The figures in order of importance, as many as fit on the line.
+    line = parts[0]
+    for part in parts[1:]:
+        if line.cell_length + 3 + part.cell_length <= width:
+            line = Content(" · ").join([line, part])
+    lines.append(line if line.cell_length <= width else line.truncate(width, ellipsis=True))
     return lines
 
 

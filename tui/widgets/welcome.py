@@ -13,10 +13,9 @@ def first_steps(proxy_port: int, has_budgets: bool) -> Content:
             "1. Run ", ("meterline up", "bold $accent"),
             f" and point your tool's base URL at its proxy on 127.0.0.1:{proxy_port}"
             " (/anthropic or /openai)."),
-        Content.assemble("2. Or record a call by hand: ",
-                         ("echo '{\"tool\":\"me\",\"provider\":\"anthropic\","
-                          "\"model\":\"claude-sonnet-4-5\",\"input_tokens\":1200,"
-                          "\"output_tokens\":300}' | meterline record", "bold $accent")),
+        Content.assemble("2. Or record a call by hand: pipe its JSON into ",
+                         ("meterline record", "bold $accent"), " (",
+                         ("meterline record --help", "bold"), " shows one)."),
     ]
     if not has_budgets:
         steps.append(Content.assemble(
