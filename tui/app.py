@@ -26,7 +26,7 @@ from textual.widgets import Footer
 
 from agent import Store
 from tui._alerts import Alert
-from tui._data import Snapshot, change_key, load
+from tui._data import Collector, Snapshot, change_key, load
 from tui._format import local_zone, to_ms
 from tui._views import View, next_view, views_of
 from tui.widgets.alerts import AlertBar
@@ -99,6 +99,7 @@ class DashboardApp(App[None]):
         self._error: str | None = None
         self._extra_text: str | None = None
         self._proxy_port: int | None = None
+        self._collector = Collector()
 
     # -- layout ------------------------------------------------------------------------------
 
@@ -207,7 +208,8 @@ class DashboardApp(App[None]):
     async def _reload(self, store: Store) -> bool:
         started = time.perf_counter()
         try:
-            snapshot = await self._io(load(store, self.view_key, self._now_ms(), self.zone))
+            snapshot = await self._io(load(store, self.view_key, self._now_ms(), self.zone,
+                                           collector=self._collector))
             if not snapshot.has_calls and self._proxy_port is None:
                 self._proxy_port = await self._io(asyncio.to_thread(
                     _proxy_port, store.config_path))

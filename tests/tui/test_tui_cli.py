@@ -51,7 +51,11 @@ class Terminal:
 
     def close(self) -> int:
         try:
-            return self.process.wait(timeout=15)
+            # Keep draining the terminal: a child that cannot write cannot exit either.
+            deadline = time.monotonic() + 15
+            while self.process.poll() is None and time.monotonic() < deadline:
+                self.wait_for(b"\0never\0", timeout=0.1)
+            return self.process.wait(timeout=5)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
