@@ -31,7 +31,6 @@ class Welcome(Static):
     Welcome {
         height: auto;
         padding: 0 1;
-        margin: 0 0 1 0;
         border: round $accent;
         border-title-color: $accent;
         display: none;
