@@ -68,6 +68,8 @@ class DashboardApp(App[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
+        # A dashboard is left with Ctrl-C as often as with q: no "press ctrl+q" lecture.
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("r", "reload", "Refresh"),
         Binding("p", "next_view", "Next budget/period"),
         Binding("question_mark", "help", "Help", key_display="?"),
@@ -137,8 +139,17 @@ class DashboardApp(App[None]):
 
     async def on_unmount(self) -> None:
         await self._settle_reads()
-        if self._owns_store and self.store is not None:
-            await self.store.close()
+        if not self._owns_store:
+            return
+        store = self.store
+        if store is None and self._inflight is not None and not self._inflight.cancelled() \
+                and self._inflight.exception() is None:
+            # Quit while the store was still opening: the open finished after the worker
+            # was cancelled, and the store it made must still be closed.
+            opened = self._inflight.result()
+            store = opened if isinstance(opened, Store) else None
+        if store is not None:
+            await store.close()
 
     async def _settle_reads(self) -> None:
         """Let a read the cancelled worker left in flight finish before the store closes."""
@@ -270,7 +281,7 @@ class DashboardApp(App[None]):
     # -- for tests and embedding apps ---------------------------------------------------------
 
     async def wait_for_reload(self, count: int | None = None) -> None:
-        """Wait until refresh number ``count`` (default: the next one) has been drawn."""
+        """Wait until reload number ``count`` (default: the next one) has been drawn."""
         target = self.reload_count + 1 if count is None else count
         async with self._refreshed:
             await self._refreshed.wait_for(lambda: self.reload_count >= target)

@@ -221,12 +221,14 @@ async def test_question_mark_opens_help_and_escape_closes_it() -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
-async def test_q_quits_and_closes_the_store_it_opened() -> None:
+@pytest.mark.parametrize("key", ["q", "ctrl+c"])
+async def test_q_quits_and_closes_the_store_it_opened(key: str) -> None:
     async with dashboard() as (app, pilot):
         store = app.store
         assert store is not None
-        await pilot.press("q")
+        await pilot.press(key)
         await pilot.pause()
+        assert not app.is_running
     assert app.return_code == 0
     with pytest.raises(Exception, match="closed"):
         await store.add_calls([call(1)])
