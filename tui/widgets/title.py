@@ -38,9 +38,9 @@ class TitleBar(Widget):
         self.refresh()
 
     def render(self) -> RenderResult:
+        hint = f" {self.position} (p: next)" if self.position not in ("", "1/1") else ""
         left = Content.assemble(("meterline", "bold $accent"), " · ", (self.view_label, "bold"),
-                                (f" {self.position} (p: next)" if self.position else "",
-                                 "$text-muted"))
+                                (hint, "$text-muted"))
         gap = self.content_size.width - left.cell_length - len(self.clock)
         if gap < 1:
             return left
