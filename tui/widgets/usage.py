@@ -1,0 +1,77 @@
+"""``UsagePlot``: spend over the period as a sparkline, with its time axis and totals."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from textual.app import ComposeResult, RenderResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widget import Widget
+from textual.widgets import Sparkline, Static
+
+from tui._format import duration, moment, money, tokens
+
+
+class Axis(Widget):
+    """The plot's time axis: the period's start on the left, now on the right."""
+
+    DEFAULT_CSS = """
+    Axis {
+        height: 1;
+        color: $text-muted;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = ""
+        self.right = ""
+
+    def render(self) -> RenderResult:
+        gap = max(1, self.content_size.width - len(self.left) - len(self.right))
+        return Content(self.left + " " * gap + self.right)
+
+
+class UsagePlot(Vertical):
+    """Spend per slot from the period's start to now; taller when the screen allows."""
+
+    DEFAULT_CSS = """
+    UsagePlot {
+        height: auto;
+    }
+    UsagePlot > Sparkline {
+        height: 2;
+    }
+    UsagePlot > Sparkline > .sparkline--max-color {
+        color: $accent;
+    }
+    UsagePlot > Sparkline > .sparkline--min-color {
+        color: $accent 40%;
+    }
+    UsagePlot > .summary {
+        height: 1;
+    }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Sparkline([], id="spark")
+        yield Axis()
+        yield Static("waiting for data…", classes="summary")
+
+    def show(self, series: list[float], unit: str, start_ms: int, step_ms: int, now_ms: int,
+             zone: tzinfo, calls: int) -> None:
+        """Draw ``series`` (spend per ``step_ms`` slot from ``start_ms``, in ``unit``)."""
+        self.query_one(Sparkline).data = series or [0.0]
+        axis = self.query_one(Axis)
+        axis.left = moment(start_ms, zone, now_ms)
+        axis.right = f"now {moment(now_ms, zone, now_ms)}"
+        axis.refresh()
+        fmt = money if unit == "usd" else tokens
+        total = sum(series)
+        peak = max(series, default=0.0)
+        noun = "call" if calls == 1 else "calls"
+        self.query_one(".summary", Static).update(Content.assemble(
+            (fmt(total), "bold"), f" {'spent' if unit == 'usd' else 'tokens'} · {calls} {noun}",
+            (" · peak ", "$text-muted"), (fmt(peak), "bold"),
+            (f" per {duration(step_ms)}", "$text-muted")))
