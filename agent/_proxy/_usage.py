@@ -333,7 +333,7 @@ def parse_body(api: Api, body: bytes, tally: Tally) -> None:
             tally.output_chars += len(text) if isinstance(text, str) else 0
     tally.response_id = _str(data.get("id"))
     tally.model = _str(data.get("model"))
-    tally.complete = "usage" in data or tally.error
+    tally.complete = True  # the whole body arrived and parsed
 
 
 Meter = StreamMeter | JSONMeter

@@ -108,7 +108,8 @@ class FakeUpstream:
         if path == "/v1/messages/count_tokens":
             await _json(send, 200, {"input_tokens": 42})
         elif path == "/v1/models":
-            await _json(send, 200, {"object": "list", "data": [{"id": "gpt-4o", "object": "model"}]})
+            await _json(send, 200, {"object": "list",
+                                    "data": [{"id": "gpt-4o", "object": "model"}]})
         elif path == "/v1/messages":
             await self._anthropic(send, data, options)
         elif path in ("/v1/chat/completions", "/v1/completions"):
