@@ -37,6 +37,7 @@ class ProxyProcess:
                  env: dict[str, str] | None = None, args: tuple[str, ...] = ("agent",)) -> None:
         self.home = home
         self.log: list[str] = []
+        self.stdout: list[str] = []
         full_env = {**os.environ, "METERLINE_HOME": str(home),
                     "METERLINE_UPSTREAM_ANTHROPIC": origin, "METERLINE_UPSTREAM_OPENAI": origin,
                     "PYTHONPATH": str(ROOT), **(env or {})}
@@ -63,8 +64,8 @@ class ProxyProcess:
 
     def _drain_stdout(self) -> None:
         assert self.proc.stdout is not None
-        for _ in self.proc.stdout:
-            pass
+        for line in self.proc.stdout:
+            self.stdout.append(line.rstrip("\n"))
 
     @property
     def url(self) -> str:
