@@ -26,8 +26,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from agent._budget import Budget
 from agent._config import ModelPrice
 from agent._errors import BudgetBlocked, StoreError
@@ -52,6 +50,7 @@ from agent._proxy._request import (
     needs_usage_injection,
     read_request,
 )
+from agent._proxy._upstream import UPSTREAM_ERRORS, Response, Upstream
 from agent._proxy._usage import Api, Meter, meter_for
 from agent._status import money
 from agent._store import Reservation, Store
@@ -111,18 +110,10 @@ def forwardable(headers: Headers, *drop: bytes) -> Headers:
             if k not in HOP_BY_HOP and k not in drop and k != b"content-length"]
 
 
-def new_client(options: ProxyOptions) -> httpx.AsyncClient:
+def new_client(options: ProxyOptions) -> Upstream:
     """The one pooled upstream client of the process."""
-    client = httpx.AsyncClient(
-        timeout=httpx.Timeout(options.read_timeout_s, connect=options.connect_timeout_s),
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=64,
-                            keepalive_expiry=60),
-        follow_redirects=False,
-    )
-    # No default headers of httpx's own (accept-encoding above all): what goes upstream is
-    # what the client sent, apart from the changes made on purpose.
-    client.headers.clear()
-    return client
+    return Upstream(connect_timeout_s=options.connect_timeout_s,
+                    read_timeout_s=options.read_timeout_s)
 
 
 class QuotaRecorder:
@@ -163,7 +154,7 @@ class Proxy:
     """The ASGI application. ``await proxy.aclose()`` when done."""
 
     def __init__(self, store: Store, options: ProxyOptions,
-                 client: httpx.AsyncClient | None = None) -> None:
+                 client: Upstream | None = None) -> None:
         self.store = store
         self.options = options
         self.client = client or new_client(options)
@@ -219,23 +210,21 @@ class Proxy:
             await _reply_no_key(send, provider)
             return
         url = upstream_url(self.options.upstreams[provider], rest, scope["query_string"])
-        request = self.client.build_request(scope["method"], url, headers=headers,
-                                            content=_request_stream(receive))
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self.client.send(scope["method"], url, headers,
+                                              _request_stream(receive))
+        except UPSTREAM_ERRORS as exc:
             log.warning("%s %s: upstream unreachable (%s)", scope["method"], scope["path"],
                         type(exc).__name__)
             await _reply_unreachable(send, provider)
             return
         try:
             await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": forwardable(_lower(response.headers.raw))
-                        + _length(response)})
+                        "headers": forwardable(response.headers) + _length(response)})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except httpx.HTTPError as exc:
+        except UPSTREAM_ERRORS as exc:
             raise AbortResponse(f"upstream cut: {type(exc).__name__}") from None
         finally:
             await response.aclose()
@@ -328,11 +317,9 @@ class Exchange:
             return
         url = upstream_url(self.proxy.options.upstreams[self.provider], self.rest,
                            self.scope["query_string"])
-        request = self.proxy.client.build_request("POST", url, headers=headers,
-                                                  content=upstream_body)
         try:
-            response = await self.proxy.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self.proxy.client.send("POST", url, headers, upstream_body)
+        except UPSTREAM_ERRORS as exc:
             log.warning("POST %s: upstream unreachable (%s)", self.scope["path"],
                         type(exc).__name__)
             await self._record("unreachable", None, meter_for(self.api, streaming=False), None)
@@ -365,9 +352,9 @@ class Exchange:
             return False
         return True
 
-    async def _relay(self, response: httpx.Response, *, strip: bool) -> None:
+    async def _relay(self, response: Response, *, strip: bool) -> None:
         """Stream the upstream response to the client while metering it."""
-        upstream_headers = _lower(response.headers.raw)
+        upstream_headers = response.headers
         quotas = vendor_quotas(upstream_headers)
         if quotas:
             self.proxy.quotas.offer(self.provider, quotas)
@@ -375,10 +362,13 @@ class Exchange:
         streaming = "text/event-stream" in content_type
         meter = self.meter = meter_for(self.api, streaming=streaming, strip_usage_chunk=strip)
         self.http_status = response.status_code
+        # A body encoded despite the identity we asked for is decoded for meter and client
+        # alike (gzip, deflate); an encoding we cannot undo passes as it is, unmetered.
         encoded = (header(upstream_headers, b"content-encoding") or "identity") != "identity"
-        drop = (b"content-encoding",) if encoded else ()
+        decode = encoded and response.decodable
+        drop = (b"content-encoding",) if decode else ()
         out_headers = forwardable(upstream_headers, *drop)
-        if not (streaming or encoded):
+        if not (streaming or decode):
             out_headers += _length(response)
         out_headers += [(b"x-meterline-call-id", self.call_id.encode())]
         warning = self._budget_warning()
@@ -387,7 +377,7 @@ class Exchange:
         await self._send({"type": "http.response.start", "status": response.status_code,
                           "headers": out_headers})
 
-        cut = await self._pump(response, meter)
+        cut = await self._pump(response, meter, decode)
         tail = meter.finish()
         # A stream is whole when its last event came; a plain body when it was not cut.
         complete = meter.tally.complete or (not cut and not streaming)
@@ -399,12 +389,13 @@ class Exchange:
             raise AbortResponse("upstream response cut short")
         await self._send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    async def _pump(self, response: httpx.Response, meter: Meter) -> bool:
+    async def _pump(self, response: Response, meter: Meter, decode: bool) -> bool:
         """Forward the body until it ends; return True if it was cut short (upstream error,
         or the client left and the upstream did not finish within the grace period)."""
 
         async def forward() -> None:
-            async for chunk in response.aiter_bytes():
+            chunks = response.aiter_decoded() if decode else response.aiter_raw()
+            async for chunk in chunks:
                 out = meter.feed(chunk)
                 if out:
                     await self._send({"type": "http.response.body", "body": out,
@@ -425,7 +416,7 @@ class Exchange:
             error = task.exception()
             if error is None:
                 return False
-            if isinstance(error, httpx.HTTPError):
+            if isinstance(error, UPSTREAM_ERRORS):
                 log.warning("POST %s: upstream cut (%s)", self.scope["path"],
                             type(error).__name__)
                 return True
@@ -482,12 +473,8 @@ class Exchange:
 
 # -- small helpers --------------------------------------------------------------------------
 
-def _lower(raw: list[tuple[bytes, bytes]]) -> Headers:
-    return [(k.lower(), v) for k, v in raw]
-
-
-def _length(response: httpx.Response) -> Headers:
-    value = response.headers.get("content-length")
+def _length(response: Response) -> Headers:
+    value = response.header(b"content-length")
     return [(b"content-length", value.encode())] if value is not None else []
 
 
