@@ -90,6 +90,8 @@ async def serve(store: Store, settings: Settings, sock: socket.socket, stop: asy
     """Serve on ``sock`` until ``stop`` is set; then let requests in flight finish (up to the
     grace period, after which they are cancelled and recorded as cut) and close."""
     proxy = Proxy(store, options_from(settings))
+    # The price table takes a few hundred milliseconds to load: not on the first request.
+    warming = asyncio.create_task(asyncio.to_thread(_warm_pricing))
     grace = settings.proxy.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
     config = uvicorn.Config(
         proxy, lifespan="off", access_log=False, log_config=None, server_header=False,
@@ -106,4 +108,13 @@ async def serve(store: Store, settings: Settings, sock: socket.socket, stop: asy
         await task
     finally:
         stopping.cancel()
+        warming.cancel()
         await proxy.aclose()
+
+
+def _warm_pricing() -> None:
+    from agent._events import Call
+    from agent._pricing import price_call
+
+    for provider, model in (("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o")):
+        price_call(Call(tool="-", provider=provider, model=model, input_tokens=1))
