@@ -191,14 +191,18 @@ class Proxy:
             await Exchange(self, scope, receive, send, provider, rest, api).run()
 
     async def upstream_headers(self, provider: str, headers: Headers, *drop: bytes
-                               ) -> Headers | None:
-        """Headers for the upstream, with the stored key put in where wanted; None when a key
-        is wanted and none is stored."""
+                               ) -> Headers | str:
+        """Headers for the upstream, with the stored key put in where wanted; or why a key
+        was wanted and cannot be given."""
         out = forwardable(headers, b"expect", *drop)
         if _keys.wants_stored_key(provider, headers):
+            refusal = _keys.browser_refusal(headers)
+            if refusal:
+                return refusal
             key = await self.keys.get(provider)
             if key is None:
-                return None
+                return (f"meterline proxy: no {provider} API key. Send your own, or store "
+                        f"one with `meterline keys set {provider}`.")
             out = _keys.with_key(provider, out, key)
         return out
 
@@ -206,8 +210,8 @@ class Proxy:
                             rest: str) -> None:
         started = time.perf_counter()
         headers = await self.upstream_headers(provider, list(scope["headers"]))
-        if headers is None:
-            await _reply_no_key(send, provider)
+        if isinstance(headers, str):
+            await _reply_no_key(send, provider, headers)
             return
         url = upstream_url(self.options.upstreams[provider], rest, scope["query_string"])
         try:
@@ -304,9 +308,9 @@ class Exchange:
     async def _forward(self, body: bytes) -> None:
         headers = await self.proxy.upstream_headers(self.provider, self.headers,
                                                     b"accept-encoding")
-        if headers is None:
+        if isinstance(headers, str):
             await self._record("no_key", None, meter_for(self.api, streaming=False), None)
-            await _reply_no_key(self.send, self.provider)
+            await _reply_no_key(self.send, self.provider, headers)
             return
         # Identity encoding on metered routes: the meter reads what the client receives.
         headers.append((b"accept-encoding", b"identity"))
@@ -495,9 +499,8 @@ async def _reply(send: Send, status: int, headers: Headers, body: bytes) -> None
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _reply_no_key(send: Send, provider: str) -> None:
-    body = error_body(provider, "no_key", f"meterline proxy: no {provider} API key. Send your "
-                      f"own, or store one with `meterline keys set {provider}`.")
+async def _reply_no_key(send: Send, provider: str, message: str) -> None:
+    body = error_body(provider, "no_key", message)
     await _reply(send, 401, error_headers(body), body)
 
 

@@ -39,6 +39,28 @@ def wants_stored_key(provider: str, headers: Headers) -> bool:
     return key is None or key == PLACEHOLDER
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def browser_refusal(headers: Headers) -> str | None:
+    """Why a request may not use the stored key, if it looks like a web page's.
+
+    A page the developer visits can make the browser POST to 127.0.0.1 (a "simple" request
+    needs no CORS preflight), and DNS rebinding can even let it read the answer. Browsers
+    always send ``Origin`` on such requests and name the page's host in ``Host``; coding
+    tools and SDKs do neither. Such a request may still use its own key.
+    """
+    if header(headers, b"origin"):
+        return ("meterline proxy: requests from a web page (Origin header) may not use the "
+                "stored key; send your own key")
+    host = (header(headers, b"host") or "").strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if host and name not in _LOOPBACK_HOSTS:
+        return (f"meterline proxy: Host {host!r} is not this machine's loopback; the stored "
+                "key is only used for requests to 127.0.0.1 or localhost")
+    return None
+
+
 def with_key(provider: str, headers: Headers, key: str) -> Headers:
     """``headers`` with the client's (absent or placeholder) credentials replaced by ``key``."""
     kept = [(k, v) for k, v in headers if k not in (b"x-api-key", b"authorization")]

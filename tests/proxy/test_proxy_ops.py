@@ -156,6 +156,16 @@ def test_keys_in_the_file_fallback_are_injected_and_never_leak(
         # The client's own key passes untouched (this SDK sends it as a bearer token).
         seen = upstream[0].requests[-1].headers
         assert CLIENT_KEY in (seen.get("x-api-key"), seen.get("authorization", "")[7:])
+        # A web page (Origin, or a rebound DNS name in Host) may not spend the stored key.
+        sent = len(upstream[0].requests)
+        for extra in ({"origin": "https://evil.example"}, {"host": "evil.example:8790"}):
+            page = httpx.post(base + "/v1/messages", headers={"x-api-key": "meterline",
+                              "content-type": "text/plain", **extra},
+                              content=json.dumps({"model": "claude-sonnet-4-5",
+                                                  "max_tokens": 5, "messages": MESSAGES}))
+            assert page.status_code == 401
+            assert "stored key" in page.json()["error"]["message"]
+        assert len(upstream[0].requests) == sent
         # No stored OpenAI key and a placeholder: the proxy says so, in OpenAI's format.
         with pytest.raises(openai.AuthenticationError) as missing:
             openai.OpenAI(base_url=proxy.url + "/openai/v1", api_key="meterline",
@@ -165,7 +175,7 @@ def test_keys_in_the_file_fallback_are_injected_and_never_leak(
     finally:
         proxy.stop()
     calls = stored_calls(meterline_home)
-    assert [c["status"] for c in calls] == ["ok", "ok", "error"]
+    assert [c["status"] for c in calls] == ["ok", "ok", "error", "error", "error"]
 
     db = sqlite3.connect(meterline_home / "meterline.db")
     dump = "\n".join(db.iterdump())
