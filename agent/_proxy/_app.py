@@ -214,9 +214,15 @@ class Proxy:
             await _reply_no_key(send, provider, headers)
             return
         url = upstream_url(self.options.upstreams[provider], rest, scope["query_string"])
+        length = header(scope["headers"], b"content-length")
+        chunked = header(scope["headers"], b"transfer-encoding") is not None
+        body: bytes | AsyncIterator[bytes] = b""  # HTTP/1.1: neither header, no body
+        if length is not None or chunked:
+            body = _request_stream(receive)  # streamed through as it comes
+            if length is not None:
+                headers.append((b"content-length", length.encode()))
         try:
-            response = await self.client.send(scope["method"], url, headers,
-                                              _request_stream(receive))
+            response = await self.client.send(scope["method"], url, headers, body)
         except UPSTREAM_ERRORS as exc:
             log.warning("%s %s: upstream unreachable (%s)", scope["method"], scope["path"],
                         type(exc).__name__)

@@ -112,7 +112,8 @@ class Upstream:
             b"%b:%d" % (target.host, target.port)
         out.insert(0, (b"host", host))
         if isinstance(body, bytes):
-            out.append((b"content-length", str(len(body)).encode()))
+            if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+                out.append((b"content-length", str(len(body)).encode()))
         else:
             length = next((v for k, v in headers if k == b"content-length"), None)
             out.append((b"content-length", length) if length is not None

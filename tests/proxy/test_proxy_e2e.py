@@ -279,12 +279,20 @@ def test_client_leaves_and_the_upstream_outlasts_the_grace(proxy: ProxyProcess) 
 
 # -- pass-through, attribution, routes --------------------------------------------------------
 
-def test_count_tokens_and_other_paths_pass_through_unmetered(proxy: ProxyProcess) -> None:
+def test_count_tokens_and_other_paths_pass_through_unmetered(proxy: ProxyProcess,
+                                                            upstream: Upstream) -> None:
     count = claude(proxy).messages.count_tokens(model="claude-sonnet-4-5",
                                                 messages=MESSAGES)  # type: ignore[arg-type]
     assert count.input_tokens == 42
+    counted = upstream[0].requests[-1]
+    assert counted.path == "/v1/messages/count_tokens"
+    assert counted.json()["messages"] == MESSAGES
+    assert counted.headers["content-length"] == str(len(counted.body))
     models = gpt(proxy).models.list()
     assert [m.id for m in models] == ["gpt-4o"]
+    listed = upstream[0].requests[-1]
+    assert (listed.method, listed.body) == ("GET", b"")
+    assert "transfer-encoding" not in listed.headers
     missing = httpx.get(proxy.url + "/somewhere/v1/x")
     assert missing.status_code == 404
     assert "no route" in missing.json()["error"]["message"]
