@@ -267,6 +267,7 @@ class Exchange:
         self.info = RequestInfo("unknown", False, 0, 0, False, False)
         self.reservation: Reservation | None = None
         self.recorded = False
+        self._deferred_start: Message | None = None
 
     # -- the life of the request ------------------------------------------------------------
 
@@ -384,8 +385,14 @@ class Exchange:
         warning = self._budget_warning()
         if warning:
             out_headers.append((b"x-meterline-budget", warning.encode()))
-        await self._send({"type": "http.response.start", "status": response.status_code,
-                          "headers": out_headers})
+        start = {"type": "http.response.start", "status": response.status_code,
+                 "headers": out_headers}
+        if streaming:
+            await self._send(start)  # the time to first byte of a stream is the client's
+        else:
+            # A plain body is only of use whole: its head goes out with its first bytes, so
+            # that the client wakes up once, not twice.
+            self._deferred_start = start
 
         cut = await self._pump(response, meter, decode)
         tail = meter.finish()
@@ -439,8 +446,12 @@ class Exchange:
                     await task
 
     async def _send(self, message: Message) -> None:
-        if not self.client_gone.is_set():
-            await self.send(message)
+        if self.client_gone.is_set():
+            return
+        if self._deferred_start is not None:
+            start, self._deferred_start = self._deferred_start, None
+            await self.send(start)
+        await self.send(message)
 
     def _budget_warning(self) -> str | None:
         if self.reservation is None or not self.reservation.warnings:
