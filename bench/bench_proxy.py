@@ -131,6 +131,15 @@ def start_litellm(where: str, origin: str, workdir: Path) -> tuple[Service | Non
 
 # -- measurement ------------------------------------------------------------------------------
 
+def cpu_seconds(service: Service) -> float | None:
+    """User + system CPU time of a service's process, where /proc tells it."""
+    try:
+        fields = Path(f"/proc/{service.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -249,8 +258,12 @@ def main() -> None:
               f"{os.cpu_count()} cpus")
         one_client(targets, 50, stream=False)  # warm up every pool and code path
         one_client(targets, 20, stream=True)
+        cpu_before = cpu_seconds(plain)
         totals, _ = one_client(targets, args.n, stream=False)
         report("concurrency 1, plain JSON: total time", totals, (1.0, 3.0))
+        if cpu_before is not None:
+            used = (cpu_seconds(plain) or 0) - cpu_before
+            print(f"  meterline process CPU time per plain request: {used / args.n * 1000:.2f} ms")
         totals, firsts = one_client(targets, args.streams, stream=True)
         report("concurrency 1, streams: total time", totals, (1.0, 3.0))
         report("concurrency 1, streams: time to first byte", firsts, (1.0, 3.0))
