@@ -76,6 +76,13 @@ class ProxySettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Origin for ``/anthropic/...``; ``METERLINE_UPSTREAM_ANTHROPIC`` overrides it."""
     openai_upstream: str = "https://api.openai.com"
     """Origin for ``/openai/...``; ``METERLINE_UPSTREAM_OPENAI`` overrides it."""
+    disconnect_grace_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 5.0
+    """After a client disconnects mid-response, how long the proxy keeps reading the
+    upstream's answer to get its usage figures before cutting it and estimating."""
+    read_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 600.0
+    """Longest silence from the upstream (between bytes) before a response counts as cut."""
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 30.0
+    """On stop, how long responses in flight may run before they are cut (and recorded)."""
 
 
 class CompletionSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -16,7 +16,14 @@ from agent._status import status_line
 from agent._store import Store
 
 
-async def run_up(settings: Settings, *, interval: float = 1.0) -> None:
+async def run_up(settings: Settings, *, interval: float = 1.0,
+                 proxy_port: int | None = None) -> None:
+    """Keep the status line live; with ``proxy_port``, serve the metering proxy beside it."""
+    sock = None
+    if proxy_port is not None:
+        from agent._proxy import bind
+
+        sock = bind(proxy_port)  # a taken port fails here, before anything started
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -24,7 +31,22 @@ async def run_up(settings: Settings, *, interval: float = 1.0) -> None:
             loop.add_signal_handler(sig, stop.set)
     async with await Store.open() as store:
         print(f"meterline up: store {store.path} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-        await _live_status(store, settings, stop, interval)
+        services = [asyncio.create_task(_live_status(store, settings, stop, interval))]
+        if sock is not None:
+            from agent._proxy import HOST, serve
+            from agent._proxy._run import configure_logging
+
+            configure_logging()
+            print(f"meterline up: proxy on http://{HOST}:{sock.getsockname()[1]}",
+                  file=sys.stderr, flush=True)
+            services.append(asyncio.create_task(serve(store, settings, sock, stop)))
+        try:
+            await asyncio.gather(*services)
+        finally:
+            stop.set()
+            for task in services:
+                task.cancel()
+            await asyncio.gather(*services, return_exceptions=True)
     print("meterline up: stopped", file=sys.stderr, flush=True)
 
 

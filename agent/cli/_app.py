@@ -223,10 +223,102 @@ def path(json_output: bool) -> None:
 @cli.command()
 @click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
               help="Seconds between status refreshes.")
+@click.option("--proxy", "with_proxy", is_flag=True,
+              help="Also run the metering proxy, on [proxy] port (default 8790).")
+@click.option("--proxy-port", type=click.IntRange(0, 65535),
+              help="Also run the metering proxy, on this port of 127.0.0.1.")
 @fail_cleanly
-def up(interval: float) -> None:
-    """The main job: open the store and keep a live status line until Ctrl-C."""
+def up(interval: float, with_proxy: bool, proxy_port: int | None) -> None:
+    """The main job: open the store and keep a live status line until Ctrl-C.
+
+    With --proxy or --proxy-port it also runs the metering proxy (see `meterline agent`).
+    """
     from agent._up import run_up
 
     _paths.ensure_home()
-    asyncio.run(run_up(_config.load(), interval=interval))
+    settings = _config.load()
+    if with_proxy and proxy_port is None:
+        proxy_port = settings.proxy.port
+    asyncio.run(run_up(settings, interval=interval, proxy_port=proxy_port))
+
+
+@cli.command("agent")
+@click.option("--proxy-port", type=click.IntRange(0, 65535),
+              help="Port of 127.0.0.1 for the proxy (default: [proxy] port, 8790).")
+@fail_cleanly
+def agent_command(proxy_port: int | None) -> None:
+    """Run the metering proxy headless until SIGTERM or Ctrl-C.
+
+    \b
+    Point tools at it, for example:
+      ANTHROPIC_BASE_URL=http://127.0.0.1:8790/anthropic claude
+      OPENAI_BASE_URL=http://127.0.0.1:8790/openai/v1 your-tool
+    """
+    from agent._proxy._run import run
+
+    _paths.ensure_home()
+    settings = _config.load()
+    run(settings, settings.proxy.port if proxy_port is None else proxy_port)
+
+
+@cli.group()
+def keys() -> None:
+    """Provider API keys the proxy puts into requests that come without one."""
+
+
+_PROVIDER = click.Choice(["anthropic", "openai"])
+
+
+@keys.command("set")
+@click.argument("provider", type=_PROVIDER)
+@fail_cleanly
+def keys_set(provider: str) -> None:
+    """Store PROVIDER's API key (typed at a hidden prompt, or piped on stdin)."""
+    import sys
+
+    from agent import _credentials
+
+    if sys.stdin.isatty():
+        key = click.prompt(f"{provider} API key", hide_input=True, err=True)
+    else:
+        key = sys.stdin.readline()
+    key = key.strip()
+    if not key or any(ch.isspace() for ch in key):
+        raise InputError("key: expected one key without spaces (nothing was stored)")
+    _credentials.set_secret(_credentials.secret_name(provider), key)
+    where = _credentials.backend_description()
+    click.echo(f"stored the {provider} key in {where}")
+    if _credentials.uses_file():
+        print("meterline: note: no usable OS keyring here, so the key is in a file only you "
+              "can read; anyone with your account's access can read it.", file=sys.stderr)
+    click.echo(f"tools may now send the key `meterline` (or none) through the proxy for "
+               f"{provider}.")
+
+
+@keys.command("list")
+@click.option("--json", "json_output", is_flag=True, help="Print the list as JSON.")
+@fail_cleanly
+def keys_list(json_output: bool) -> None:
+    """Which providers have a stored key (never the key itself)."""
+    from agent import _credentials
+
+    stored = _credentials.stored_providers()
+    if json_output:
+        click.echo(json.dumps({"stored": stored, "backend": _credentials.backend_description()}))
+        return
+    for provider in _credentials.PROVIDERS:
+        click.echo(f"{provider:<10} {'stored' if provider in stored else '-'}")
+    click.echo(f"(kept in {_credentials.backend_description()})")
+
+
+@keys.command("delete")
+@click.argument("provider", type=_PROVIDER)
+@fail_cleanly
+def keys_delete(provider: str) -> None:
+    """Forget PROVIDER's stored key."""
+    from agent import _credentials
+
+    if _credentials.delete_secret(_credentials.secret_name(provider)):
+        click.echo(f"deleted the stored {provider} key")
+    else:
+        click.echo(f"no {provider} key was stored")

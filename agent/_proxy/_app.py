@@ -1,0 +1,537 @@
+"""The proxy itself: a raw ASGI app that forwards to the provider and meters every call.
+
+Routes (``/anthropic/...`` and ``/openai/...``; the path after the prefix is appended to the
+upstream origin):
+
+* metered: ``POST /anthropic/v1/messages``, ``POST /openai/v1/chat/completions``,
+  ``POST /openai/v1/completions``, ``POST /openai/v1/responses``;
+* anything else under a prefix (``count_tokens``, ``/v1/models``, ``GET /v1/responses/{id}``)
+  passes through byte for byte, logged by path only.
+
+A metered request, in order: read the body; pick the key; reserve budget (or answer 429 in
+the provider's format); forward; answer the client with the upstream's status and headers as
+soon as they arrive; forward the body event by event while a meter reads usage from it; at
+the end build the call, store it (awaited: durable), and only then send the stream's last
+event and the end of the body. Whatever happens — client gone, upstream cut, error status,
+shutdown — the request ends as exactly one stored call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent._budget import Budget
+from agent._config import ModelPrice
+from agent._errors import BudgetBlocked, StoreError
+from agent._events import Call
+from agent._ids import new_id
+from agent._pricing import price_call
+from agent._proxy import _keys
+from agent._proxy._headers import (
+    HOP_BY_HOP,
+    Headers,
+    header,
+    kind_of,
+    request_id_of,
+    tool_of,
+    vendor_quotas,
+)
+from agent._proxy._record import Outcome, build_call
+from agent._proxy._replies import error_body, error_headers
+from agent._proxy._request import (
+    RequestInfo,
+    inject_stream_usage,
+    needs_usage_injection,
+    read_request,
+)
+from agent._proxy._upstream import UPSTREAM_ERRORS, Response, Upstream
+from agent._proxy._usage import Api, Meter, meter_for
+from agent._status import money
+from agent._store import Reservation, Store
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("meterline.proxy")
+
+PREFIXES = {"/anthropic": "anthropic", "/openai": "openai"}
+METERED: dict[tuple[str, str], Api] = {
+    ("anthropic", "/v1/messages"): "anthropic",
+    ("openai", "/v1/chat/completions"): "openai-chat",
+    ("openai", "/v1/completions"): "openai-completions",
+    ("openai", "/v1/responses"): "openai-responses",
+}
+#: A request body larger than this is refused (413): no real prompt is this big.
+MAX_REQUEST_BODY = 64 * 2**20
+#: How long budgets are cached between requests (config.toml edits apply within this).
+BUDGET_TTL_S = 1.0
+#: Vendor quota figures are written at most this often per provider.
+QUOTA_FLUSH_S = 0.5
+
+
+class AbortResponse(Exception):
+    """Raised after the response started, to close the client connection without ending the
+    body: the client then sees an incomplete response, as the upstream's was."""
+
+
+@dataclass
+class ProxyOptions:
+    upstreams: dict[str, str]
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
+    #: After the client leaves, how long to keep reading the upstream for its usage.
+    disconnect_grace_s: float = 5.0
+    read_timeout_s: float = 600.0
+    connect_timeout_s: float = 10.0
+
+
+def route(path: str) -> tuple[str, str] | None:
+    """``/anthropic/v1/messages`` → ``("anthropic", "/v1/messages")``; None off the prefixes."""
+    for prefix, provider in PREFIXES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return provider, path[len(prefix):] or "/"
+    return None
+
+
+def upstream_url(origin: str, rest: str, query: bytes) -> str:
+    url = origin.rstrip("/") + rest
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def forwardable(headers: Headers, *drop: bytes) -> Headers:
+    return [(k, v) for k, v in headers
+            if k not in HOP_BY_HOP and k not in drop and k != b"content-length"]
+
+
+def new_client(options: ProxyOptions) -> Upstream:
+    """The one pooled upstream client of the process."""
+    return Upstream(connect_timeout_s=options.connect_timeout_s,
+                    read_timeout_s=options.read_timeout_s)
+
+
+class QuotaRecorder:
+    """Keeps the latest quota figures per provider and writes them in the background,
+    at most every ``QUOTA_FLUSH_S``: never on a request's path."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._latest: dict[str, list[dict[str, Any]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def offer(self, provider: str, quotas: list[dict[str, Any]]) -> None:
+        self._latest[provider] = quotas
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_soon())
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(QUOTA_FLUSH_S)
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._latest = self._latest, {}
+        for provider, quotas in pending.items():
+            try:
+                await self._store.set_vendor_quota(provider, quotas)
+            except StoreError as exc:
+                log.warning("could not record %s quota headers: %s", provider, exc)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+
+class Proxy:
+    """The ASGI application. ``await proxy.aclose()`` when done."""
+
+    def __init__(self, store: Store, options: ProxyOptions,
+                 client: Upstream | None = None) -> None:
+        self.store = store
+        self.options = options
+        self.client = client or new_client(options)
+        self.keys = _keys.KeyCache()
+        self.quotas = QuotaRecorder(store)
+        self._budgets: tuple[float, list[Budget]] = (-1e9, [])
+
+    async def aclose(self) -> None:
+        await self.quotas.aclose()
+        await self.client.aclose()
+
+    async def budgets(self) -> list[Budget]:
+        stamp, budgets = self._budgets
+        if time.monotonic() - stamp > BUDGET_TTL_S:
+            budgets = await self.store.budgets()
+            self._budgets = (time.monotonic(), budgets)
+        return budgets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        target = route(scope["path"])
+        if target is None:
+            body = error_body("openai", "not_found",
+                              f"meterline proxy: no route {scope['path']!r}; use /anthropic/... "
+                              "or /openai/...")
+            await _reply(send, 404, error_headers(body), body)
+            return
+        provider, rest = target
+        api = METERED.get((provider, rest)) if scope["method"] == "POST" else None
+        if api is None:
+            await self._pass_through(scope, receive, send, provider, rest)
+        else:
+            await Exchange(self, scope, receive, send, provider, rest, api).run()
+
+    async def upstream_headers(self, provider: str, headers: Headers, *drop: bytes
+                               ) -> Headers | str:
+        """Headers for the upstream, with the stored key put in where wanted; or why a key
+        was wanted and cannot be given."""
+        out = forwardable(headers, b"expect", *drop)
+        if _keys.wants_stored_key(provider, headers):
+            refusal = _keys.browser_refusal(headers)
+            if refusal:
+                return refusal
+            key = await self.keys.get(provider)
+            if key is None:
+                return (f"meterline proxy: no {provider} API key. Send your own, or store "
+                        f"one with `meterline keys set {provider}`.")
+            out = _keys.with_key(provider, out, key)
+        return out
+
+    async def _pass_through(self, scope: Scope, receive: Receive, send: Send, provider: str,
+                            rest: str) -> None:
+        started = time.perf_counter()
+        headers = await self.upstream_headers(provider, list(scope["headers"]))
+        if isinstance(headers, str):
+            await _reply_no_key(send, provider, headers)
+            return
+        url = upstream_url(self.options.upstreams[provider], rest, scope["query_string"])
+        length = header(scope["headers"], b"content-length")
+        chunked = header(scope["headers"], b"transfer-encoding") is not None
+        body: bytes | AsyncIterator[bytes] = b""  # HTTP/1.1: neither header, no body
+        if length is not None or chunked:
+            body = _request_stream(receive)  # streamed through as it comes
+            if length is not None:
+                headers.append((b"content-length", length.encode()))
+        try:
+            response = await self.client.send(scope["method"], url, headers, body)
+        except UPSTREAM_ERRORS as exc:
+            log.warning("%s %s: upstream unreachable (%s)", scope["method"], scope["path"],
+                        type(exc).__name__)
+            await _reply_unreachable(send, provider)
+            return
+        try:
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": forwardable(response.headers) + _length(response)})
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except UPSTREAM_ERRORS as exc:
+            raise AbortResponse(f"upstream cut: {type(exc).__name__}") from None
+        finally:
+            await response.aclose()
+            log.info("%s %s %s pass-through %dms", scope["method"], scope["path"],
+                     response.status_code, (time.perf_counter() - started) * 1000)
+
+
+class Exchange:
+    """One metered request, from its first byte to its one stored call."""
+
+    def __init__(self, proxy: Proxy, scope: Scope, receive: Receive, send: Send,
+                 provider: str, rest: str, api: Api) -> None:
+        self.proxy = proxy
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.provider = provider
+        self.rest = rest
+        self.api = api
+        # Replaced by the response's own meter once the upstream answers; until then an
+        # empty tally (what a call cut before any answer is recorded with).
+        self.meter: Meter = meter_for(api, streaming=False)
+        self.http_status: int | None = None
+        self.started = time.perf_counter()
+        self.headers: Headers = list(scope["headers"])
+        self.tool = tool_of(self.headers)
+        self.kind = kind_of(self.tool)
+        self.call_id = new_id()
+        self.client_gone = asyncio.Event()
+        self.info = RequestInfo("unknown", False, 0, 0, False, False)
+        self.reservation: Reservation | None = None
+        self.recorded = False
+        self._deferred_start: Message | None = None
+
+    # -- the life of the request ------------------------------------------------------------
+
+    async def run(self) -> None:
+        body = await self._read_body()
+        if body is None:
+            return
+        self.info = read_request(self.api, body)
+        watcher = asyncio.create_task(self._watch_disconnect())
+        try:
+            await self._forward(body)
+        except BaseException:
+            # Cancelled (shutdown ran out of time) or a bug: the call is still recorded.
+            if not self.recorded:
+                with contextlib.suppress(Exception):
+                    await self._record("cut", self.http_status, self.meter, None)
+            raise
+        finally:
+            watcher.cancel()
+
+    async def _read_body(self) -> bytes | None:
+        parts, size = [], 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                return None  # gone before the request was whole: nothing was sent upstream
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_REQUEST_BODY:
+                body = error_body(self.provider, "not_found", "meterline proxy: request body "
+                                  f"larger than {MAX_REQUEST_BODY // 2**20} MiB")
+                await _reply(self.send, 413, error_headers(body), body)
+                return None
+            parts.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(parts)
+
+    async def _watch_disconnect(self) -> None:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone.set()
+                return
+
+    async def _forward(self, body: bytes) -> None:
+        headers = await self.proxy.upstream_headers(self.provider, self.headers,
+                                                    b"accept-encoding")
+        if isinstance(headers, str):
+            await self._record("no_key", None, meter_for(self.api, streaming=False), None)
+            await _reply_no_key(self.send, self.provider, headers)
+            return
+        # Identity encoding on metered routes: the meter reads what the client receives.
+        headers.append((b"accept-encoding", b"identity"))
+        inject = needs_usage_injection(self.api, self.info) and self.info.valid_json
+        upstream_body = inject_stream_usage(body) if inject else body
+
+        if not await self._reserve():
+            return
+        url = upstream_url(self.proxy.options.upstreams[self.provider], self.rest,
+                           self.scope["query_string"])
+        try:
+            response = await self.proxy.client.send("POST", url, headers, upstream_body)
+        except UPSTREAM_ERRORS as exc:
+            log.warning("POST %s: upstream unreachable (%s)", self.scope["path"],
+                        type(exc).__name__)
+            await self._record("unreachable", None, meter_for(self.api, streaming=False), None)
+            await _reply_unreachable(self.send, self.provider)
+            return
+        try:
+            await self._relay(response, strip=inject)
+        finally:
+            await response.aclose()
+
+    async def _reserve(self) -> bool:
+        budgets = await self.proxy.budgets()
+        if not budgets:
+            return True
+        estimate = Call(tool=self.tool, provider=self.provider, model=self.info.model,
+                        input_tokens=self.info.input_estimate,
+                        output_tokens=self.info.max_output)
+        cost = price_call(estimate, self.proxy.options.prices) or 0
+        try:
+            self.reservation = await self.proxy.store.reserve(
+                budgets, cost_micro=cost, tokens=estimate.total_tokens)
+        except BudgetBlocked as blocked:
+            await self._record("blocked", None, meter_for(self.api, streaming=False), None)
+            body = error_body(self.provider, "budget", str(blocked))
+            extra = [(b"x-meterline-budget", f"blocked; budget={blocked.budget}; resets="
+                      f"{blocked.resets_at or 'unknown'}".encode())]
+            if blocked.resets_at:
+                extra.append((b"retry-after", _seconds_until(blocked.resets_at)))
+            await _reply(self.send, 429, error_headers(body, extra), body)
+            return False
+        return True
+
+    async def _relay(self, response: Response, *, strip: bool) -> None:
+        """Stream the upstream response to the client while metering it."""
+        upstream_headers = response.headers
+        quotas = vendor_quotas(upstream_headers)
+        if quotas:
+            self.proxy.quotas.offer(self.provider, quotas)
+        content_type = header(upstream_headers, b"content-type") or ""
+        streaming = "text/event-stream" in content_type
+        meter = self.meter = meter_for(self.api, streaming=streaming, strip_usage_chunk=strip)
+        self.http_status = response.status_code
+        # A body encoded despite the identity we asked for is decoded for meter and client
+        # alike (gzip, deflate); an encoding we cannot undo passes as it is, unmetered.
+        encoded = (header(upstream_headers, b"content-encoding") or "identity") != "identity"
+        decode = encoded and response.decodable
+        drop = (b"content-encoding",) if decode else ()
+        out_headers = forwardable(upstream_headers, *drop)
+        if not (streaming or decode):
+            out_headers += _length(response)
+        out_headers += [(b"x-meterline-call-id", self.call_id.encode())]
+        warning = self._budget_warning()
+        if warning:
+            out_headers.append((b"x-meterline-budget", warning.encode()))
+        start = {"type": "http.response.start", "status": response.status_code,
+                 "headers": out_headers}
+        if streaming:
+            await self._send(start)  # the time to first byte of a stream is the client's
+        else:
+            # A plain body is only of use whole: its head goes out with its first bytes, so
+            # that the client wakes up once, not twice.
+            self._deferred_start = start
+
+        cut = await self._pump(response, meter, decode)
+        tail = meter.finish()
+        # A stream is whole when its last event came; a plain body when it was not cut.
+        complete = meter.tally.complete or (not cut and not streaming)
+        await self._record("complete" if complete else "cut", response.status_code, meter,
+                           request_id_of(upstream_headers))
+        if cut and not complete and not self.client_gone.is_set():
+            # The upstream's body broke off: so does ours, so the client knows.
+            await self._send({"type": "http.response.body", "body": tail, "more_body": True})
+            raise AbortResponse("upstream response cut short")
+        await self._send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    async def _pump(self, response: Response, meter: Meter, decode: bool) -> bool:
+        """Forward the body until it ends; return True if it was cut short (upstream error,
+        or the client left and the upstream did not finish within the grace period)."""
+
+        async def forward() -> None:
+            chunks = response.aiter_decoded() if decode else response.aiter_raw()
+            async for chunk in chunks:
+                out = meter.feed(chunk)
+                if out:
+                    await self._send({"type": "http.response.body", "body": out,
+                                      "more_body": True})
+
+        task = asyncio.create_task(forward())
+        gone = asyncio.create_task(self.client_gone.wait())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                # The client left: keep reading a little, for the usage at the end.
+                await asyncio.wait({task}, timeout=self.proxy.options.disconnect_grace_s)
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return True
+            error = task.exception()
+            if error is None:
+                return False
+            if isinstance(error, UPSTREAM_ERRORS):
+                log.warning("POST %s: upstream cut (%s)", self.scope["path"],
+                            type(error).__name__)
+                return True
+            raise error
+        finally:
+            gone.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _send(self, message: Message) -> None:
+        if self.client_gone.is_set():
+            return
+        if self._deferred_start is not None:
+            start, self._deferred_start = self._deferred_start, None
+            await self.send(start)
+        await self.send(message)
+
+    def _budget_warning(self) -> str | None:
+        if self.reservation is None or not self.reservation.warnings:
+            return None
+        status = self.reservation.warnings[0]
+        percent = f"{(status.fraction or 0) * 100:.0f}%"
+        limit = money(status.limit_micro) if status.limit_micro is not None else \
+            f"{status.limit_tokens} tokens"
+        return f"warn; budget={status.name}; used={percent} of {limit}"
+
+    async def _record(self, outcome: Outcome, http_status: int | None, meter: Meter,
+                      request_id: str | None) -> None:
+        """Build the call and store it, durably, with the reservation settled in the same
+        transaction. A store that cannot be written fails the response (after one retry)."""
+        if self.recorded:
+            return
+        self.recorded = True
+        call = build_call(
+            provider=self.provider, info=self.info, tally=meter.tally, http_status=http_status,
+            outcome=outcome, tool=self.tool, kind=self.kind, request_id=request_id,
+            latency_ms=int((time.perf_counter() - self.started) * 1000),
+            prices=self.proxy.options.prices, call_id=self.call_id)
+        try:
+            await self.proxy.store.settle(self.reservation, [call])
+        except StoreError:
+            await asyncio.sleep(0.1)
+            try:
+                await self.proxy.store.settle(self.reservation, [call])
+            except StoreError as exc:
+                log.error("POST %s: call NOT recorded, response failed: %s",
+                          self.scope["path"], exc)
+                raise AbortResponse("the call could not be stored") from None
+        cost = "?" if call.cost_micro_usd is None else money(call.cost_micro_usd)
+        log.info("POST %s %s %s %s %s in=%d cache=%d/%d out=%d %s%s %dms%s",
+                 self.scope["path"], http_status or "-", call.status, call.tool, call.model,
+                 call.input_tokens, call.cache_read_tokens, call.cache_write_tokens,
+                 call.output_tokens, cost, "~" if call.estimated else "", call.latency_ms or 0,
+                 " (client left)" if self.client_gone.is_set() else "")
+
+
+# -- small helpers --------------------------------------------------------------------------
+
+def _length(response: Response) -> Headers:
+    value = response.header(b"content-length")
+    return [(b"content-length", value.encode())] if value is not None else []
+
+
+async def _request_stream(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _reply(send: Send, status: int, headers: Headers, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _reply_no_key(send: Send, provider: str, message: str) -> None:
+    body = error_body(provider, "no_key", message)
+    await _reply(send, 401, error_headers(body), body)
+
+
+async def _reply_unreachable(send: Send, provider: str) -> None:
+    body = error_body(provider, "upstream", f"meterline proxy: the {provider} upstream "
+                      "could not be reached")
+    await _reply(send, 502, error_headers(body), body)
+
+
+def _seconds_until(iso: str) -> bytes:
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return b"60"
+    return str(max(1, int((when - datetime.now(UTC)).total_seconds()))).encode()

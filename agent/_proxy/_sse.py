@@ -1,0 +1,81 @@
+"""Server-sent events, split incrementally: bytes in, whole events (with their raw bytes) out.
+
+The proxy forwards streams event by event, so it must know where each event ends however the
+network cut the bytes. Lines end in ``\\n``, ``\\r\\n`` or ``\\r`` (the SSE spec allows all
+three); an event ends at an empty line. A ``\\r`` at the very end of what has arrived may be
+the first half of ``\\r\\n``, so it is only taken as a line end once the next byte is known.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+class Event(NamedTuple):
+    """One event: its ``event:`` name (empty if none), its data lines joined, its raw bytes."""
+
+    name: str
+    data: str
+    raw: bytes
+
+
+class SSESplitter:
+    """Feed bytes as they arrive; get back every event that is now complete."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scan = 0  # where the next line starts, inside _buffer
+        self._event_start = 0
+        self._name = ""
+        self._data: list[str] = []
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        self._buffer += chunk
+        return self._split(final=False)
+
+    def finish(self) -> tuple[list[Event], bytes]:
+        """Events completed by the end of the stream, and any trailing bytes of an event
+        that never got its closing empty line (kept so they can still be forwarded)."""
+        events = self._split(final=True)
+        rest = bytes(self._buffer[self._event_start:])
+        self._buffer.clear()
+        self._scan = self._event_start = 0
+        return events, rest
+
+    def _split(self, *, final: bool) -> list[Event]:
+        events: list[Event] = []
+        buffer = self._buffer
+        while True:
+            match = _LINE_END.search(buffer, self._scan)
+            if match is None:
+                break
+            if match.group() == b"\r" and match.end() == len(buffer) and not final:
+                break  # maybe the first half of \r\n: wait for the next byte
+            line = bytes(buffer[self._scan:match.start()])
+            self._scan = match.end()
+            if line:
+                self._field(line)
+                continue
+            raw = bytes(buffer[self._event_start:self._scan])
+            self._event_start = self._scan
+            events.append(Event(self._name, "\n".join(self._data), raw))
+            self._name, self._data = "", []
+        if self._event_start > 65_536:  # drop consumed bytes now and then, not every chunk
+            del buffer[:self._event_start]
+            self._scan -= self._event_start
+            self._event_start = 0
+        return events
+
+    def _field(self, line: bytes) -> None:
+        if line.startswith(b":"):
+            return  # a comment (keep-alive)
+        name, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            self._data.append(value.decode("utf-8", "replace"))
+        elif name == b"event":
+            self._name = value.decode("utf-8", "replace")
