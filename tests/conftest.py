@@ -11,9 +11,16 @@ import pytest
 @pytest.fixture(autouse=True)
 def meterline_home(tmp_path_factory: pytest.TempPathFactory,
                    monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty METERLINE_HOME for every test; the real home is never touched."""
+    """A fresh, empty METERLINE_HOME for every test; the real home is never touched: HOME
+    and the XDG folders point into a temporary folder too (the importers read tools' logs
+    under HOME, and every subprocess a test starts inherits this environment)."""
     home = tmp_path_factory.mktemp("meterline-home")
     monkeypatch.setenv("METERLINE_HOME", str(home))
+    user = tmp_path_factory.mktemp("user-home")
+    monkeypatch.setenv("HOME", str(user))
+    for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME",
+                 "CLAUDE_CONFIG_DIR", "CODEX_HOME"):
+        monkeypatch.delenv(name, raising=False)
     return home
 
 

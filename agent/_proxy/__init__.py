@@ -10,7 +10,7 @@ and stores one call event per request (docs/proxy.md).
     _replies    the proxy's own answers, in each provider's error format
     _app        the ASGI application: forwarding and metering
     _server     binding 127.0.0.1, running uvicorn on the caller's loop
-    _run        `meterline agent`: the headless process
+    _run        logging set-up for `meterline agent` and `up`
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ParamSpec, TypeVar
@@ -221,44 +222,63 @@ def path(json_output: bool) -> None:
 
 
 @cli.command()
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
-              help="Seconds between status refreshes.")
-@click.option("--proxy", "with_proxy", is_flag=True,
-              help="Also run the metering proxy, on [proxy] port (default 8790).")
 @click.option("--proxy-port", type=click.IntRange(0, 65535),
-              help="Also run the metering proxy, on this port of 127.0.0.1.")
+              help="Port of 127.0.0.1 for the proxy (default: [proxy] port, 8790; 0: any).")
+@click.option("--no-proxy", is_flag=True, help="Do not run the metering proxy.")
+@click.option("--no-dashboard", is_flag=True,
+              help="A live status line instead of the dashboard (the default off a terminal).")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds between refreshes of the status line.")
 @fail_cleanly
-def up(interval: float, with_proxy: bool, proxy_port: int | None) -> None:
-    """The main job: open the store and keep a live status line until Ctrl-C.
+def up(proxy_port: int | None, no_proxy: bool, no_dashboard: bool, interval: float) -> None:
+    """The main job: the metering proxy, log imports, sync and the dashboard, until you quit.
 
-    With --proxy or --proxy-port it also runs the metering proxy (see `meterline agent`).
+    \b
+    Point your tools at the proxy, for example:
+      ANTHROPIC_BASE_URL=http://127.0.0.1:8790/anthropic claude
+      OPENAI_BASE_URL=http://127.0.0.1:8790/openai/v1 your-tool
+    Off a terminal (or with --no-dashboard) it keeps a live status line instead.
     """
-    from agent._up import run_up
+    from agent._up import run, run_services
 
     _paths.ensure_home()
     settings = _config.load()
-    if with_proxy and proxy_port is None:
-        proxy_port = settings.proxy.port
-    asyncio.run(run_up(settings, interval=interval, proxy_port=proxy_port))
+    sock = None if no_proxy else _bind_proxy(settings, proxy_port)
+    dashboard = sys.stdout.isatty() and sys.stdin.isatty() and not no_dashboard
+    run(run_services(settings, ui="dashboard" if dashboard else "line", proxy_sock=sock,
+                     interval=interval))
 
 
 @cli.command("agent")
 @click.option("--proxy-port", type=click.IntRange(0, 65535),
-              help="Port of 127.0.0.1 for the proxy (default: [proxy] port, 8790).")
+              help="Port of 127.0.0.1 for the proxy (default: [proxy] port, 8790; 0: any).")
+@click.option("--no-proxy", is_flag=True, help="Do not run the metering proxy.")
 @fail_cleanly
-def agent_command(proxy_port: int | None) -> None:
-    """Run the metering proxy headless until SIGTERM or Ctrl-C.
+def agent_command(proxy_port: int | None, no_proxy: bool) -> None:
+    """The same services as `up` without a screen: proxy, log imports and sync, until
+    SIGTERM or Ctrl-C.
 
     \b
     Point tools at it, for example:
       ANTHROPIC_BASE_URL=http://127.0.0.1:8790/anthropic claude
       OPENAI_BASE_URL=http://127.0.0.1:8790/openai/v1 your-tool
     """
-    from agent._proxy._run import run
+    from agent._proxy._run import configure_logging
+    from agent._up import run, run_services
 
     _paths.ensure_home()
     settings = _config.load()
-    run(settings, settings.proxy.port if proxy_port is None else proxy_port)
+    sock = None if no_proxy else _bind_proxy(settings, proxy_port)
+    configure_logging()
+    run(run_services(settings, ui="none", proxy_sock=sock, name="agent"))
+
+
+def _bind_proxy(settings: _config.Settings, port: int | None) -> Any:
+    """Bind the proxy's socket first: a taken port is the likeliest failure, and it should
+    stop us (ProxyError, one line) before anything has started."""
+    from agent._proxy import bind
+
+    return bind(settings.proxy.port if port is None else port)
 
 
 @cli.group()

@@ -196,8 +196,8 @@ def test_path_lists_home_config_and_database(meterline_home: Path) -> None:
 
 def test_up_keeps_a_live_status_line_and_stops_cleanly(meterline_home: Path) -> None:
     env = {**os.environ, "METERLINE_HOME": str(meterline_home)}
-    proc = subprocess.Popen([*METERLINE, "up", "--interval", "0.2"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([*METERLINE, "up", "--interval", "0.2", "--proxy-port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()

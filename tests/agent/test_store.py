@@ -241,18 +241,20 @@ async def test_writes_from_two_processes_share_the_store(tmp_path: Path) -> None
     assert db.execute("SELECT SUM(calls) FROM usage_15m").fetchone()[0] == 400
 
 
+def size(path: Path) -> int:
+    return path.stat().st_size
+
+
 async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None:
     """Commits never pay for checkpoints; a background task copies the WAL back instead."""
-    import os
-
     db_file = tmp_path / "s.db"
     async with await Store.open(db_file) as store:
-        before = os.path.getsize(db_file)
+        before = size(db_file)
         for _ in range(20):
             await store.add_calls([call(ts=datetime.now(UTC)) for _ in range(200)])
-        assert os.path.getsize(tmp_path / "s.db-wal") > 1_000_000
-        assert os.path.getsize(db_file) == before  # nothing copied back inside a commit
+        assert size(tmp_path / "s.db-wal") > 1_000_000
+        assert size(db_file) == before  # nothing copied back inside a commit
         deadline = asyncio.get_running_loop().time() + 5
-        while os.path.getsize(db_file) == before:
+        while size(db_file) == before:
             assert asyncio.get_running_loop().time() < deadline, "no background checkpoint"
             await asyncio.sleep(0.1)
