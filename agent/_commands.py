@@ -55,6 +55,28 @@ async def import_tool_logs(tools: list[str], settings: _config.Settings
         return await import_logs(store, tools, settings.prices)
 
 
+async def sync_now(settings: _config.Settings) -> dict[str, Any]:
+    """One sync round; a failure raises MeterlineError with the server's words."""
+    from agent import _credentials
+    from agent._errors import MeterlineError
+    from agent._sync import sync_once
+    from agent._up import SERVER_TOKEN
+
+    if not settings.sync.server_url:
+        raise InputError("no team server configured: run `meterline login --server URL`")
+    token = _credentials.get_secret(SERVER_TOKEN)
+    if not token:
+        raise InputError("no team-server token stored: run `meterline login --server "
+                         f"{settings.sync.server_url}`")
+    _paths.ensure_home()
+    async with await Store.open() as store:
+        result = await sync_once(store, settings.sync.server_url, token)
+    if result.error:
+        raise MeterlineError(f"sync failed: {result.error}")
+    return {"sent": result.sent, "inserted": result.inserted, "duplicates": result.duplicates,
+            "budgets": result.budgets}
+
+
 def recent_calls_table(limit: int) -> tuple[list[dict[str, Any]], str]:
     """The newest ``limit`` calls as JSON-ready dicts and as a text table."""
     if not Path(_paths.db_path()).exists():

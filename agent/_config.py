@@ -218,6 +218,29 @@ def upsert_budget(budget: BudgetSpec, path: str | Path | None = None) -> Path:
     return path
 
 
+def set_sync_server(url: str | None, path: str | Path | None = None) -> Path:
+    """Set (or, with None, remove) ``[sync] server_url`` in config.toml, keeping the rest."""
+    import tomlkit
+
+    path = Path(path or _paths.config_path())
+    try:
+        document = tomlkit.parse(path.read_text("utf-8")) if path.exists() else tomlkit.document()
+    except (OSError, UnicodeDecodeError, tomlkit.exceptions.ParseError) as exc:
+        raise ConfigError(f"{path}: cannot edit ({exc})") from None
+    section = document.get("sync")
+    if section is None:
+        section = tomlkit.table()
+        document["sync"] = section
+    if url is None:
+        section.pop("server_url", None)
+    else:
+        section["server_url"] = url
+    text = tomlkit.dumps(document)
+    from_dict(tomllib.loads(text), origin=str(path))
+    write_atomic(path, text)
+    return path
+
+
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     """Write to a temporary file beside ``path``, fsync, then rename over it."""
     path.parent.mkdir(parents=True, exist_ok=True)

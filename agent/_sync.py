@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from agent._schema import HOUR_MS
-from agent._status import now_ms
 
 if TYPE_CHECKING:
     from agent._store import Store
@@ -155,6 +154,27 @@ def server_budgets(body: Any) -> list[Any]:
     return budgets
 
 
+async def check_login(server_url: str, token: str) -> int:
+    """Check a token against the server; return how many budgets it has for the caller."""
+    from agent._errors import InputError
+
+    async with httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=5.0)) as client:
+        try:
+            response = await client.get(f"{server_url}/api/v1/me/budget",
+                                        headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError as exc:
+            raise InputError(f"cannot reach {server_url}: {type(exc).__name__}") from None
+    if response.status_code in (401, 403):
+        raise InputError(f"{server_url} refused this token ({response.status_code}); "
+                         "nothing was stored")
+    if response.status_code >= 300:
+        raise InputError(_describe(response))
+    try:
+        return len(server_budgets(response.json()))
+    except (ValueError, SyncError) as exc:
+        raise InputError(f"{server_url} does not look like a meterline server: {exc}") from None
+
+
 async def sync_once(store: Store, server_url: str, token: str,
                     client: httpx.AsyncClient | None = None) -> SyncResult:
     """One round: push pending events, then pull budgets. Records success or the error."""
@@ -186,5 +206,5 @@ async def sync_forever(store: Store, server_url: str, token: str, interval_s: fl
                 await asyncio.wait_for(stop.wait(), delay)
 
 
-__all__ = ["SyncError", "SyncResult", "now_ms", "pending_batch", "server_budgets", "sync_forever",
-           "sync_once", "wire_event"]
+__all__ = ["SyncError", "SyncResult", "check_login", "pending_batch", "server_budgets",
+           "sync_forever", "sync_once", "wire_event"]

@@ -281,6 +281,72 @@ def _bind_proxy(settings: _config.Settings, port: int | None) -> Any:
     return bind(settings.proxy.port if port is None else port)
 
 
+@cli.command()
+@click.option("--server", "server_url", required=True,
+              help="The team server's address, e.g. https://meterline.example.com")
+@fail_cleanly
+def login(server_url: str) -> None:
+    """Connect this machine to your team's server with the token your lead gave you.
+
+    The token is read at a hidden prompt (or from stdin), checked against the server, and
+    kept in the OS keyring (or a 0600 file where there is none). `meterline up` then syncs.
+    """
+    from agent._sync import check_login
+
+    server_url = _server_address(server_url)
+    if sys.stdin.isatty():
+        token = click.prompt("team-server token", hide_input=True, err=True)
+    else:
+        token = sys.stdin.readline()
+    token = token.strip()
+    if not token or any(ch.isspace() for ch in token):
+        raise InputError("token: expected one token without spaces (nothing was stored)")
+    budgets = asyncio.run(check_login(server_url, token))
+    from agent import _credentials
+    from agent._up import SERVER_TOKEN
+
+    _credentials.set_secret(SERVER_TOKEN, token)
+    path = _config.set_sync_server(server_url)
+    click.echo(f"logged in to {server_url}: {budgets} budget(s) set for you there; token kept "
+               f"in {_credentials.backend_description()}, server address in {path}")
+
+
+def _server_address(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InputError(f"--server: expected an http(s) address, got {url!r}")
+    return url.strip().rstrip("/")
+
+
+@cli.command()
+@fail_cleanly
+def logout() -> None:
+    """Forget the team-server token (the server address stays in config.toml)."""
+    from agent import _credentials
+    from agent._up import SERVER_TOKEN
+
+    had = _credentials.delete_secret(SERVER_TOKEN)
+    click.echo("logged out" if had else "no team-server token was stored")
+
+
+@cli.command("sync")
+@click.option("--json", "json_output", is_flag=True, help="Print the result as JSON.")
+@fail_cleanly
+def sync_command(json_output: bool) -> None:
+    """Send what is pending to the team server now and pull your budgets from it."""
+    from agent._commands import sync_now
+
+    result = asyncio.run(sync_now(_config.load()))
+    if json_output:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(f"sent {result['sent']} events ({result['inserted']} new, "
+                   f"{result['duplicates']} already on the server); "
+                   f"{result['budgets']} budget(s) from the server")
+
+
 @cli.group()
 def keys() -> None:
     """Provider API keys the proxy puts into requests that come without one."""
