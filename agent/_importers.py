@@ -219,12 +219,19 @@ def _codex_quota(limits: Any, moment: datetime | None) -> list[dict[str, Any]]:
             resets = int(window["resets_at"] * 1000)
         elif isinstance(window.get("resets_in_seconds"), int | float) and moment is not None:
             resets = int((moment.timestamp() + window["resets_in_seconds"]) * 1000)
-        minutes = window.get("window_minutes")
-        label = f"codex {minutes // 60}h" if isinstance(minutes, int) and minutes else \
-            f"codex {name}"
+        label = _window_label(window.get("window_minutes"), name)
         quotas.append({"name": label, "used_percent": float(window["used_percent"]),
                        "resets_at_ms": resets})
     return quotas
+
+
+def _window_label(minutes: Any, fallback: str) -> str:
+    """``300`` → ``5h``, ``10080`` → ``7d``: how the plan's windows are spoken of."""
+    if not isinstance(minutes, int) or minutes <= 0:
+        return fallback
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440}d"
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
 
 
 # -- reading files incrementally ------------------------------------------------------------

@@ -252,10 +252,30 @@ def open_store_for_reading(path: str) -> sqlite3.Connection:
     return db
 
 
-def current_status(db_path: str, config_path: str, at_ms: int | None = None) -> StatusReport:
-    """Open the store, bring its budgets up to date with config.toml, compute the status."""
+def record_vendor_quota(db: sqlite3.Connection, provider: str,
+                        quotas: list[dict[str, Any]]) -> None:
+    """Store what a tool said of its vendor's quota (sync twin of Store.set_vendor_quota)."""
+    stamp = now_ms()
+    db.executemany(
+        "INSERT INTO vendor_quota VALUES (?,?,?,?,?,?,?) ON CONFLICT(provider, name) "
+        "DO UPDATE SET quota_limit = excluded.quota_limit, remaining = excluded.remaining, "
+        "used_percent = excluded.used_percent, resets_at_ms = excluded.resets_at_ms, "
+        "observed_ms = excluded.observed_ms",
+        [(provider, q["name"], q.get("limit"), q.get("remaining"), q.get("used_percent"),
+          q.get("resets_at_ms"), stamp) for q in quotas])
+
+
+def current_status(db_path: str, config_path: str, at_ms: int | None = None,
+                   vendor: tuple[str, list[dict[str, Any]]] | None = None) -> StatusReport:
+    """Open the store, bring its budgets up to date with config.toml, compute the status.
+
+    ``vendor`` is a provider's quota a tool just told us (Claude Code's status line input),
+    stored first so that it shows at once and stays for the dashboard.
+    """
     db = open_store_for_reading(db_path)
     try:
+        if vendor and vendor[1]:
+            record_vendor_quota(db, *vendor)
         budgets, zone = read_budgets(db, config_path)
         return compute(db, budgets, zone, at_ms)
     finally:
@@ -296,11 +316,28 @@ def reset_text(status: BudgetStatus, at_ms: int, zone_name: str) -> str:
     return f"{reset:%a %d %b}" if (reset.date() - today).days < 7 else f"{reset:%d %b}"
 
 
+#: A vendor's figure older than this is not shown: it may have reset since.
+VENDOR_FRESH_MS = 6 * HOUR_MS
+
+
+def vendor_text(quotas: list[dict[str, Any]], at_ms: int) -> str:
+    """The vendor's own most-used quota window, beside ours: users trust their number."""
+    fresh = [quota for quota in quotas if quota.get("usedPercent") is not None
+             and (quota.get("resetsAtMs") is None or quota["resetsAtMs"] > at_ms)
+             and at_ms - quota["observedMs"] < VENDOR_FRESH_MS]
+    if not fresh:
+        return ""
+    top = max(fresh, key=lambda quota: quota["usedPercent"])
+    return f" · {top['provider']} {top['name']} {top['usedPercent']:.0f}% used"
+
+
 def status_line(report: StatusReport) -> str:
-    """One short line: what is left, how much is used, the state, when it resets."""
+    """One short line: what is left, how much is used, the state, when it resets, and the
+    vendor's own quota where it told us."""
     binding = report.binding
     unpriced = (report.today if binding is None else binding.used).unknown_cost_calls
-    suffix = f" · {unpriced} unpriced" if unpriced else ""
+    suffix = (f" · {unpriced} unpriced" if unpriced else "") + vendor_text(
+        report.vendor_quota, report.now_ms)
     if binding is None:
         return (f"{_STATE_MARK['ok']} {money(report.today.cost_micro)} today · "
                 f"{tokens(report.today.tokens)} tok · {report.today.calls} calls{suffix}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -36,6 +37,7 @@ from agent._status import (
     now_ms,
     plan_statuses,
     read_budgets,
+    record_vendor_quota,
     run_plan,
 )
 
@@ -277,20 +279,10 @@ class Store:
     async def set_vendor_quota(self, provider: str, quotas: Iterable[dict[str, Any]]) -> None:
         """Remember what a provider said of its own quota (``name``, ``limit``, ``remaining``,
         ``used_percent``, ``resets_at_ms``), replacing what it said before."""
-        stamp = now_ms()
-        rows = [(provider, quota["name"], quota.get("limit"), quota.get("remaining"),
-                 quota.get("used_percent"), quota.get("resets_at_ms"), stamp)
-                for quota in quotas]
-
-        def op(db: sqlite3.Connection) -> None:
-            db.executemany(
-                "INSERT INTO vendor_quota VALUES (?,?,?,?,?,?,?) ON CONFLICT(provider, name) "
-                "DO UPDATE SET quota_limit = excluded.quota_limit, remaining = "
-                "excluded.remaining, used_percent = excluded.used_percent, resets_at_ms = "
-                "excluded.resets_at_ms, observed_ms = excluded.observed_ms", rows)
-
+        rows = list(quotas)
         if rows:
-            await self._submit(op)
+            await self._submit(functools.partial(record_vendor_quota, provider=provider,
+                                                 quotas=rows))
 
     # -- sync ------------------------------------------------------------------------------
 

@@ -213,3 +213,36 @@ def test_up_keeps_a_live_status_line_and_stops_cleanly(meterline_home: Path) -> 
         _, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert "stopped" in err
+
+
+CLAUDE_CODE_INPUT = {
+    "model": {"display_name": "Opus"}, "workspace": {"current_dir": "/w/p"},
+    "cost": {"total_cost_usd": 0.42},
+    "rate_limits": {"five_hour": {"used_percentage": 38.5, "resets_at": "2099-01-01T00:00:00Z"},
+                    "seven_day": {"used_percentage": 12, "resets_at": 4102444800}},
+}
+
+
+def test_status_shows_the_vendor_quota_claude_code_pipes_in(meterline_home: Path) -> None:
+    line = run("status", stdin=json.dumps(CLAUDE_CODE_INPUT))
+    assert line.returncode == 0, line.stderr
+    assert line.stdout.rstrip().endswith("· anthropic 5h 38% used")
+    # Kept in the store: the next status (with nothing piped in) and the JSON still show it.
+    assert "anthropic 5h 38% used" in run("status", stdin="").stdout
+    quota = json.loads(run("status", "--json").stdout)["vendorQuota"]
+    assert {(q["name"], q["usedPercent"], q["resetsAt"]) for q in quota} == {
+        ("5h", 38.5, "2099-01-01T00:00:00Z"), ("7d", 12.0, "2100-01-01T00:00:00Z")}
+
+
+@pytest.mark.parametrize("piped", ["", "not json", "{}", '{"rate_limits": "nope"}',
+                                   '{"rate_limits": {"five_hour": {"used_percentage": true}}}'])
+def test_status_ignores_input_it_does_not_understand(meterline_home: Path, piped: str) -> None:
+    line = run("status", stdin=piped)
+    assert line.returncode == 0
+    assert "used" not in line.stdout.split("·")[-1]
+
+
+def test_a_vendor_window_that_has_reset_is_not_shown(meterline_home: Path) -> None:
+    expired = {"rate_limits": {"five_hour": {"used_percentage": 99,
+                                             "resets_at": "2001-01-01T00:00:00Z"}}}
+    assert "99%" not in run("status", stdin=json.dumps(expired)).stdout

@@ -101,7 +101,7 @@ def test_codex_turns_running_totals_into_one_call_per_request() -> None:
             for c in calls] == [(4000, 1000, 300, 100), (3000, 4000, 200, 0)]
     assert {c.model for c in calls} == {"gpt-5-codex"}
     assert state.last_total == 12500
-    assert [q["name"] for q in state.quota] == ["codex 5h", "codex 168h"]
+    assert [q["name"] for q in state.quota] == ["5h", "7d"]
     # Fed again from the saved state, the same lines make nothing new.
     assert parse_codex(codex_lines()[3:], state) == []
 
@@ -154,7 +154,7 @@ async def test_incremental_import_never_stores_a_line_twice(tmp_path: Path) -> N
     assert by_request["req_1"]["output_tokens"] == 90  # the response's final line
     assert len(calls) == 4
     assert all(c["cost_micro_usd"] is not None for c in calls if c["tool"] == "claude-code")
-    assert quota == [("openai", "codex 168h", 40.0), ("openai", "codex 5h", 12.5)]
+    assert quota == [("openai", "5h", 12.5), ("openai", "7d", 40.0)]
 
 
 async def test_a_rewritten_file_is_read_again_without_duplicates(tmp_path: Path) -> None:
