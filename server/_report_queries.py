@@ -1,0 +1,115 @@
+"""The report's reads: sums from the daily rollups, never from raw events.
+
+Four aggregate queries over the day range (usage and retention, per group and in total),
+narrowed to the caller's scope; then names for the ids that came back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import _tables as t
+from server._access import ReportScope
+from server._reports import GroupKey, Sums, day_text
+from server._txn import StoreBase
+
+
+class ReportOps(StoreBase):
+    """Rollup sums for reports."""
+
+    async def outcome_sums(self, dims: Sequence[str], scope: ReportScope, days: tuple[int, int]
+                           ) -> tuple[dict[GroupKey, Sums], Sums, frozenset[str]]:
+        """Per-group sums, the total, and the names of developers who opted in."""
+        async with self.read() as conn:
+            usage = list(await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, dims,
+                                                   scope, days)))
+            retention = list(await conn.execute(_query(t.retention_daily, t.RETENTION_SUMS,
+                                                       dims, scope, days, by_checkpoint=True)))
+            total_usage = (await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, (), scope,
+                                                     days))).one()
+            total_retention = list(await conn.execute(_query(
+                t.retention_daily, t.RETENTION_SUMS, (), scope, days, by_checkpoint=True)))
+            names = await _names(conn, dims, [*usage, *retention])
+        width = len(dims)
+        groups: dict[GroupKey, Sums] = {}
+        for row in usage:
+            key = _key(row[:width], dims, names)
+            groups[key] = Sums(usage=[int(v or 0) for v in row[width + 1:]],
+                               developers=int(row[width]))
+        for row in retention:
+            key = _key(row[:width], dims, names)
+            sums = groups.get(key)
+            if sums is None:  # retained code whose acceptance fell outside this group
+                sums = groups[key] = Sums(developers=int(row[width + 1]))
+            sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 2:]]
+        total = Sums(usage=[int(v or 0) for v in total_usage[1:]],
+                     developers=int(total_usage[0] or 0))
+        for row in total_retention:
+            total.retained[int(row[0])] = [int(v or 0) for v in row[2:]]
+        return groups, total, names.get("shares", frozenset())
+
+
+def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,
+           days: tuple[int, int], *, by_checkpoint: bool = False) -> sa.Select[Any]:
+    source: sa.FromClause = table
+    groups: list[sa.ColumnElement[Any]] = []
+    where: list[sa.ColumnElement[bool]] = [table.c.day >= days[0], table.c.day <= days[1]]
+    for dim in dims:
+        if dim == "team":
+            membership = t.team_members
+            source = source.join(membership, membership.c.member_id == table.c.developer_id)
+            groups.append(membership.c.team_id)
+            if scope.team_ids is not None:
+                where.append(membership.c.team_id.in_(sorted(scope.team_ids)))
+        elif dim == "developer":
+            groups.append(table.c.developer_id)
+        else:
+            groups.append(table.c[dim])
+    if by_checkpoint:
+        groups.append(table.c.checkpoint_s)
+    if scope.developer_ids is not None:
+        where.append(table.c.developer_id.in_(sorted(scope.developer_ids)))
+    if scope.team_ids is not None:
+        where.append(table.c.developer_id.in_(
+            sa.select(t.team_members.c.member_id)
+            .where(t.team_members.c.team_id.in_(sorted(scope.team_ids)))))
+    columns = [*groups, sa.func.count(sa.distinct(table.c.developer_id)),
+               *(sa.func.sum(table.c[name]) for name in sums)]
+    query = sa.select(*columns).select_from(source).where(*where)
+    return query.group_by(*groups) if groups else query
+
+
+async def _names(conn: AsyncConnection, dims: Sequence[str], rows: list[Any]
+                 ) -> dict[str, Any]:
+    """Developer and team names for the ids in ``rows``; who among them opted in."""
+    out: dict[str, Any] = {}
+    if "developer" in dims:
+        at = dims.index("developer")
+        ids = sorted({row[at] for row in rows})
+        found = list(await conn.execute(
+            sa.select(t.members.c.id, t.members.c.name, t.members.c.share_individual)
+            .where(t.members.c.id.in_(ids))))
+        out["developer"] = {row.id: row.name for row in found}
+        out["shares"] = frozenset(row.name for row in found if row.share_individual)
+    if "team" in dims:
+        at = dims.index("team")
+        ids = sorted({row[at] for row in rows})
+        out["team"] = {row.id: row.name for row in await conn.execute(
+            sa.select(t.teams.c.id, t.teams.c.name).where(t.teams.c.id.in_(ids)))}
+    return out
+
+
+def _key(values: Sequence[Any], dims: Sequence[str], names: dict[str, Any]) -> GroupKey:
+    key: list[str | None] = []
+    for dim, value in zip(dims, values, strict=True):
+        if dim in ("developer", "team"):
+            key.append(names[dim].get(value, f"#{value}"))
+        elif dim == "day":
+            key.append(day_text(int(value)))
+        else:
+            key.append(value or None)
+    return tuple(key)
