@@ -403,7 +403,7 @@ class AdminOps(StoreBase):
         query = (_budget_query()
                  .where(sa.or_(t.budgets.c.member_id == member_id,
                                t.budgets.c.team_id.in_(sorted(who.team_ids))))
-                 .order_by(sa.desc(t.budgets.c.scope), t.budgets.c.name, t.budgets.c.id))
+                 .order_by(t.budgets.c.scope, t.budgets.c.name, t.budgets.c.id))
         async with self.read() as conn:
             rows = list(await conn.execute(query))
         return MyBudgets([Budget(row.name, row.scope, row.period, row.timezone,
