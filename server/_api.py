@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from server import _access, _wire
 from server._errors import Forbidden, InputError
-from server._http import Caller, body_doc, read_body, read_json, reply, responses, store
+from server._http import AnyCaller, Caller, body_doc, read_body, read_json, reply, responses, store
 from server._reports import Privacy, Report, build_report, day_range, parse_group_by
 from server._settings import Settings
 from server._tokens import ID_PATTERN
@@ -53,7 +53,7 @@ async def post_events(request: Request, who: Caller) -> Response:
              summary="CI: these commits reached an environment",
              openapi_extra=body_doc(_wire.DeploymentIn),
              responses=responses(_wire.DeploymentResult, 400, 413))
-async def post_deployments(request: Request, who: Caller) -> Response:
+async def post_deployments(request: Request, who: AnyCaller) -> Response:
     """Marks the committed lines of ``commits`` as deployed (each suggestion counts once per
     environment). A CI token of a team matches only that team's developers' commits."""
     _access.require_deployer(who)
@@ -82,6 +82,7 @@ async def get_me(request: Request, who: Caller) -> Response:
             openapi_extra=body_doc(_wire.SharingIn),
             responses=responses(_wire.Me, 400, 413))
 async def put_sharing(request: Request, who: Caller) -> Response:
+    _access.require_member(who)
     spec = await read_json(request, _wire.SharingIn)
     return reply(await store(request).set_sharing(who, spec.share_individual))
 
@@ -120,7 +121,6 @@ async def get_outcomes(
     days = day_range(from_, to, datetime.now(UTC).date())
     settings = _settings(request)
     db = store(request)
-    _access.require_person(who)
     team_id = None if team is None else await db.team_for_report(team)
     developer_id, developer_teams, developer_shares = (None, frozenset[int](), False)
     if developer is not None:
@@ -152,6 +152,7 @@ async def get_teams(request: Request, who: Caller) -> Response:
              summary="Create a team (admin)", openapi_extra=body_doc(_wire.TeamIn),
              responses=responses(_wire.TeamOut, 400, 409, 413, status=201))
 async def post_team(request: Request, who: Caller) -> Response:
+    _access.require_admin(who)
     spec = await read_json(request, _wire.TeamIn)
     return reply(await store(request).create_team(who, spec.name), 201)
 
@@ -194,6 +195,7 @@ async def get_members(request: Request, who: Caller) -> Response:
              openapi_extra=body_doc(_wire.MemberIn),
              responses=responses(_wire.MemberCreated, 400, 404, 409, 413, status=201))
 async def post_member(request: Request, who: Caller) -> Response:
+    _access.require_lead_or_admin(who)
     spec = await read_json(request, _wire.MemberIn)
     return reply(await store(request).create_member(who, spec), 201)
 
@@ -224,6 +226,7 @@ async def post_member_token(request: Request, who: Caller, name: NamePath) -> Re
              openapi_extra=body_doc(_wire.CiTokenIn),
              responses=responses(_wire.NewToken, 400, 404, 413, status=201))
 async def post_ci_token(request: Request, who: Caller) -> Response:
+    _access.require_lead_or_admin(who)
     spec = await read_json(request, _wire.CiTokenIn)
     return reply(await store(request).create_ci_token(who, spec.team, spec.label), 201)
 
@@ -258,6 +261,7 @@ async def get_budgets(request: Request, who: Caller) -> Response:
             openapi_extra=body_doc(_wire.BudgetIn),
             responses=responses(_wire.BudgetRecord, 400, 404, 413))
 async def put_budget(request: Request, who: Caller) -> Response:
+    _access.require_lead_or_admin(who)
     spec = await read_json(request, _wire.BudgetIn)
     return reply(await store(request).set_budget(who, spec))
 

@@ -14,7 +14,7 @@ from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server import _wire
-from server._access import Principal
+from server._access import Principal, require_person
 from server._errors import PayloadTooLarge, Unauthenticated
 from server._store import Store
 
@@ -38,7 +38,15 @@ async def _caller(request: Request, credentials: Annotated[
     return principal
 
 
-Caller = Annotated[Principal, Depends(_caller)]
+async def _person(who: Annotated[Principal, Depends(_caller)]) -> Principal:
+    require_person(who)
+    return who
+
+
+#: Any valid token (only ``POST /deployments`` takes CI tokens).
+AnyCaller = Annotated[Principal, Depends(_caller)]
+#: A member's token: CI tokens are refused (403) before anything else happens.
+Caller = Annotated[Principal, Depends(_person)]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

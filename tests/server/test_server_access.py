@@ -64,7 +64,8 @@ def test_report_scopes() -> None:
     assert not everything.suppress_individuals
 
     lead = report_scope(LEAD)
-    assert lead.team_ids == frozenset({10}) and lead.suppress_individuals
+    assert lead.team_ids == frozenset({10})
+    assert lead.suppress_individuals
     with pytest.raises(Forbidden):
         report_scope(LEAD, team_id=11)
     with pytest.raises(Forbidden, match="opted in"):
@@ -76,7 +77,8 @@ def test_report_scopes() -> None:
                      developer_shares=True)
 
     own = report_scope(DEV)
-    assert own.developer_ids == frozenset({3}) and own.team_ids is None
+    assert own.developer_ids == frozenset({3})
+    assert own.team_ids is None
     assert report_scope(DEV, developer_id=3).developer_ids == frozenset({3})
     for kwargs in ({"team_id": 10}, {"developer_id": 4}):
         with pytest.raises(Forbidden):

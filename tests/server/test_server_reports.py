@@ -53,7 +53,8 @@ def test_figures_by_hand() -> None:
     assert by_checkpoint[900].rate_chars == 0.75
     assert by_checkpoint[900].rate_lines == 0.75
     assert by_checkpoint[30].rate_chars == 0.95
-    assert by_checkpoint[120].events == 0 and by_checkpoint[120].rate_chars == 0.0
+    assert by_checkpoint[120].events == 0
+    assert by_checkpoint[120].rate_chars == 0.0
     assert result.per_line.tokens_per_retained_line == 90.0
     assert result.per_line.usd_per_retained_line == 0.0004
     assert result.per_line.tokens_per_committed_line == 135.0
@@ -95,7 +96,8 @@ def test_large_group_shows_every_developer() -> None:
     groups = _developer_groups(["a", "b", "c", "d", "e"])
     shown, hidden = suppress_individuals(["developer"], groups, population=5,
                                          privacy=Privacy(5, frozenset()))
-    assert hidden == 0 and shown == groups
+    assert hidden == 0
+    assert shown == groups
 
 
 def test_rule_applies_only_to_per_developer_rows_and_leads() -> None:
@@ -135,7 +137,8 @@ def test_suppression_never_loses_or_invents_usage(names: list[str], visible: set
         assert shown_names <= visible
         assert hidden == len(set(names) - visible)
     else:
-        assert shown_names == set(names) and hidden == 0
+        assert shown_names == set(names)
+        assert hidden == 0
 
 
 def test_report_sorts_rows_with_unknown_last() -> None:

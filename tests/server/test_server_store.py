@@ -93,7 +93,8 @@ async def test_the_same_event_twice_counts_once(store: Store, org: Org) -> None:
     assert (first.inserted, first.duplicates) == (3, 0)
     assert (again.inserted, again.duplicates) == (0, 4)
     totals = await rollup_totals(store)
-    assert totals["calls"] == 2 and totals["unknown_cost_calls"] == 1
+    assert totals["calls"] == 2
+    assert totals["unknown_cost_calls"] == 1
     assert totals["cost_micro_usd"] == 2500
     assert totals["offered_events"] == 1
 
@@ -258,7 +259,8 @@ async def test_a_team_ci_token_matches_only_its_teams_commits(store: Store, org:
     result = await store.record_deployment(environment="prod", commits=["abcdef1"],
                                            ts_ms=1_800_000_000_000, team_id=core,
                                            token_id=None)
-    assert result.suggestions == 0 and await deployed_lines(store) == 0
+    assert result.suggestions == 0
+    assert await deployed_lines(store) == 0
 
 
 async def test_a_commit_synced_after_its_deployment_still_counts(store: Store, org: Org
@@ -298,10 +300,13 @@ async def test_deployments_racing_commits_count_each_suggestion_once(store: Stor
 
 async def test_tokens_authenticate_until_revoked(store: Store, org: Org) -> None:
     alice = await store.authenticate(org.tokens["alice"])
-    assert alice is not None and (alice.name, alice.role) == ("alice", "developer")
+    assert alice is not None
+    assert (alice.name, alice.role) == ("alice", "developer")
     assert alice.team_ids == frozenset({await store.team_for_report("core")})
     ci = await store.authenticate(org.tokens["ci"])
-    assert ci is not None and ci.kind == "ci" and ci.member_id is None
+    assert ci is not None
+    assert ci.kind == "ci"
+    assert ci.member_id is None
 
     forged = org.tokens["alice"][:-4] + ("AAAA" if not org.tokens["alice"].endswith("AAAA")
                                          else "BBBB")
@@ -365,7 +370,8 @@ async def test_budgets_set_replace_and_apply(store: Store, org: Org) -> None:
                                                     period="5h", timezone="Europe/Paris"))
     replaced = await store.set_budget(SYSTEM, BudgetIn(scope="developer", developer="alice",
                                                        name="daily", limit_usd=7.5))
-    assert replaced.id == first.id and replaced.limit_usd == 7.5
+    assert replaced.id == first.id
+    assert replaced.limit_usd == 7.5
     await store.set_budget(SYSTEM, BudgetIn(scope="developer", developer="carol",
                                             limit_usd=1))
 
@@ -374,7 +380,8 @@ async def test_budgets_set_replace_and_apply(store: Store, org: Org) -> None:
     mine = (await store.effective_budgets(alice)).budgets
     assert [(b.scope, b.name, b.limit_usd, b.limit_tokens) for b in mine] == [
         ("developer", "daily", 7.5, None), ("team", "daily", 50.0, None)]
-    assert mine[1].mode == "enforce" and mine[1].warn_at == 0.8
+    assert mine[1].mode == "enforce"
+    assert mine[1].warn_at == 0.8
 
     lena = await store.authenticate(org.tokens["lena"])
     assert lena is not None
@@ -398,7 +405,8 @@ async def test_deleting_a_team_removes_its_budgets_and_ci_tokens(store: Store, o
     assert await store.authenticate(org.tokens["ci"]) is None
     assert (await store.list_budgets(SYSTEM)).budgets == []
     alice = await store.authenticate(org.tokens["alice"])
-    assert alice is not None and alice.team_ids == frozenset()
+    assert alice is not None
+    assert alice.team_ids == frozenset()
 
 
 async def test_ping(store: Store) -> None:

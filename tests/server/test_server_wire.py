@@ -35,8 +35,10 @@ def refused(raw: bytes) -> ServerError:
 def test_a_full_batch_decodes() -> None:
     decoded = decode(batch(call(), suggestion("retained", checkpoint_s=30)), EventBatch)
     first, second = decoded.events
-    assert isinstance(first, CallEvent) and first.input_tokens == 100
-    assert isinstance(second, SuggestionRetained) and second.checkpoint_s == 30
+    assert isinstance(first, CallEvent)
+    assert first.input_tokens == 100
+    assert isinstance(second, SuggestionRetained)
+    assert second.checkpoint_s == 30
 
 
 def test_minimal_events_take_the_defaults() -> None:
@@ -102,13 +104,15 @@ def test_lone_surrogates_are_refused_before_storage() -> None:
 
 def test_too_many_events() -> None:
     error = refused(batch(*([call()] * (MAX_BATCH_EVENTS + 1))))
-    assert isinstance(error, PayloadTooLarge) and error.status == 413
+    assert isinstance(error, PayloadTooLarge)
+    assert error.status == 413
 
 
 def test_tokens_are_random_hashed_and_checked() -> None:
     minted = _tokens.mint("member")
     presented = _tokens.parse(minted.token)
-    assert presented is not None and presented.id == minted.id
+    assert presented is not None
+    assert presented.id == minted.id
     assert len(presented.secret) >= 43  # 32 random bytes, base64
     assert minted.secret_sha256 != presented.secret
     assert _tokens.matches(presented, minted.secret_sha256)
