@@ -32,6 +32,12 @@ COMMIT_PATTERN = r"^[0-9a-fA-F]{7,64}$"
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: A hash of the repository: never a path (no slash, backslash or leading ~).
+WorkspaceHash = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=200, pattern=r"^[^/\\~][^/\\]*$",
+    description="A stable hash of the repository, never a path")]
+#: Free text chosen by an admin (a token's label): no control characters.
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")]
 Short = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN,
                                    description="A developer or team name")]
@@ -82,8 +88,7 @@ class CallEvent(_Event, tag="call", kw_only=True):
     latency_ms: Latency | None = None
     status: Literal["ok", "error", "blocked"] = "ok"
     language: Short | None = None
-    #: A stable hash of the repository, never a path.
-    workspace: Label | None = None
+    workspace: WorkspaceHash | None = None
     #: The provider's own id: a call already stored under it counts once.
     request_id: Label | None = None
 
@@ -100,7 +105,7 @@ class _Suggestion(_Event, kw_only=True):
     tool: Label | None = None
     model: Label | None = None
     language: Short | None = None
-    workspace: Label | None = None
+    workspace: WorkspaceHash | None = None
 
 
 class SuggestionOffered(_Suggestion, tag="suggestion.offered"):
@@ -115,8 +120,10 @@ class SuggestionRejected(_Suggestion, tag="suggestion.rejected"):
     """Code dismissed or replaced without acceptance."""
 
 
-class SuggestionRetained(_Suggestion, tag="suggestion.retained"):
-    """Accepted code still present at a checkpoint (``checkpoint_s`` required)."""
+class SuggestionRetained(_Suggestion, tag="suggestion.retained", kw_only=True):
+    """Accepted code still present ``checkpoint_s`` seconds after acceptance."""
+
+    checkpoint_s: Checkpoint
 
 
 class SuggestionCommitted(_Suggestion, tag="suggestion.committed"):
@@ -197,14 +204,14 @@ class MemberList(msgspec.Struct):
 
 
 class TokenIn(_Body, kw_only=True):
-    label: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "api"
+    label: Text = "api"
 
 
 class CiTokenIn(_Body, kw_only=True):
     #: The team whose developers' commits this token may mark as deployed; null: every
     #: team (admins only).
     team: Name | None = None
-    label: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = "ci"
+    label: Text = "ci"
 
 
 class NewToken(msgspec.Struct):
@@ -346,6 +353,14 @@ _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _INDEX = re.compile(r"^\.events\[(\d+)\]")
 _QUOTED_FIELD = re.compile(r"(?:unknown|required) field `([^`]*)`")
 _decoders: dict[type, msgspec.json.Decoder[object]] = {}
+_NAME_MEANS = ("1 to 64 letters, digits and . _ @ + -, starting with a letter or digit")
+_PATTERN_MEANS = {
+    "workspace": "looks like a path: send a stable hash of the repository, never a path",
+    "commit": "a git commit id: 7 to 64 hexadecimal digits",
+    "commits": "a git commit id: 7 to 64 hexadecimal digits",
+    "label": "no control characters",
+    "name": _NAME_MEANS, "team": _NAME_MEANS, "developer": _NAME_MEANS, "teams": _NAME_MEANS,
+}
 
 
 def decode(raw: bytes, kind: type[T]) -> T:
@@ -384,6 +399,8 @@ def _validation_error(text: str) -> ServerError:
     if path == ".events" and "length <=" in message:
         return PayloadTooLarge(f"more than {MAX_BATCH_EVENTS} events in one batch: "
                                "split it", field="events")
+    if "matching regex" in message and field in _PATTERN_MEANS:
+        message = _PATTERN_MEANS[field]
     if "unknown field" in message:
         message += (" (events carry counts, model, tool, language and hashes only)"
                     if index is not None else "")
@@ -418,9 +435,6 @@ def check_events(batch: EventBatch, now_ms: int) -> None:
             raise InputError("before 2000-01-01: is the clock set?", field="ts", index=index)
         if ts_ms > latest:
             raise InputError("more than a day in the future", field="ts", index=index)
-        if event.workspace is not None and _looks_like_path(event.workspace):
-            raise InputError("looks like a path: send a hash of the repository, never a path",
-                             field="workspace", index=index)
         if isinstance(event, CallEvent):
             if event.cache_write_1h_tokens > event.cache_write_tokens:
                 raise InputError("exceeds cache_write_tokens", field="cache_write_1h_tokens",
@@ -428,13 +442,6 @@ def check_events(batch: EventBatch, now_ms: int) -> None:
             if event.reasoning_tokens > event.output_tokens:
                 raise InputError("exceeds output_tokens", field="reasoning_tokens",
                                  index=index)
-        elif isinstance(event, SuggestionRetained) and event.checkpoint_s is None:
-            raise InputError("required for suggestion.retained", field="checkpoint_s",
-                             index=index)
-
-
-def _looks_like_path(value: str) -> bool:
-    return "/" in value or "\\" in value or value.startswith("~")
 
 
 def to_ms(moment: datetime) -> int:

@@ -174,7 +174,7 @@ class ServerProcess:
     """``meterline server run`` as a subprocess on a loopback port."""
 
     def __init__(self, db: str, *, workers: int = 1, env: dict[str, str] | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), wait: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(os.environ["METERLINE_HOME"]) / f"server-{self.port}.log"
@@ -185,9 +185,10 @@ class ServerProcess:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                             env={**os.environ, **(env or {})},
                                             start_new_session=True)
-        self._wait_healthy()
+        if wait:
+            self.wait_healthy()
 
-    def _wait_healthy(self, timeout: float = 30) -> None:
+    def wait_healthy(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

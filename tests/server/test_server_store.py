@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 from conftest import BACKENDS, PgDatabases
-from server_factory import Org, call, now_iso, suggestion
+from server_factory import CALL_TOKENS, Org, call, expected_totals, random_events, suggestion
 
 from server import _tables as t
 from server._access import SYSTEM
@@ -22,9 +20,6 @@ from server._errors import Conflict, Forbidden, InputError, NotFound
 from server._settings import database_url
 from server._store import Store
 from server._wire import BudgetIn, EventBatch, MemberIn, MemberPatch
-
-CALL_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-               "cache_write_1h_tokens", "reasoning_tokens")
 
 
 def as_batch(*events: dict[str, Any]) -> EventBatch:
@@ -107,63 +102,6 @@ async def test_a_request_id_counts_once_per_developer(store: Store, org: Org) ->
     assert (await store.ingest(alice, as_batch(call(request_id="req_1")))).inserted == 0
     assert (await store.ingest(bob, as_batch(call(request_id="req_1")))).inserted == 1
     assert await count(store, t.calls) == 2
-
-
-def random_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    for i in range(n):
-        day = rng.randrange(3)
-        common = {"ts": now_iso(day), "model": rng.choice(["m1", "m2"]),
-                  "tool": rng.choice(["t1", "t2"]), "language": rng.choice([None, "go"])}
-        earlier = [e for e in events[-20:] if e["type"] == "call" and e["request_id"]]
-        if earlier and rng.random() < 0.15:
-            # The same provider call reaching the server by a second path (proxy and a log
-            # importer): a new event id, the same request_id and usage.
-            events.append({**rng.choice(earlier), "id": str(uuid.uuid4()),
-                           "source": "import:claude-code"})
-        elif rng.random() < 0.6:
-            tokens = {name: rng.randrange(1000) for name in CALL_TOKENS[:4]}
-            events.append(call(**common, **tokens, cache_write_1h_tokens=0,
-                               reasoning_tokens=0,
-                               cost_micro_usd=rng.choice([None, rng.randrange(10_000)]),
-                               status=rng.choice(["ok", "error"]),
-                               request_id=rng.choice([None, f"req_{i}"])))
-        else:
-            stage = rng.choice(["offered", "accepted", "rejected", "retained", "committed"])
-            events.append(suggestion(stage, f"s{i}", **common, chars=rng.randrange(500),
-                                     lines=rng.randrange(30),
-                                     checkpoint_s=rng.choice([30, 900])
-                                     if stage == "retained" else None))
-    return events
-
-
-def expected_totals(events: list[dict[str, Any]]) -> Counter[str]:
-    """What the rollups must say: each event id once, each call request_id once."""
-    seen: set[str] = set()
-    requests: set[str] = set()
-    totals: Counter[str] = Counter()
-    for event in events:
-        if event["id"] in seen:
-            continue
-        seen.add(event["id"])
-        if event["type"] == "call":
-            if event["request_id"] is not None:
-                if event["request_id"] in requests:
-                    continue
-                requests.add(event["request_id"])
-            totals["calls"] += 1
-            for name in CALL_TOKENS:
-                totals[name] += event[name]
-            totals["cost_micro_usd"] += event["cost_micro_usd"] or 0
-            totals["unknown_cost_calls"] += event["cost_micro_usd"] is None
-            totals["error_calls"] += event["status"] == "error"
-        else:
-            stage = event["type"].removeprefix("suggestion.")
-            key = f"retained_{event['checkpoint_s']}" if stage == "retained" else stage
-            totals[f"{key}_events"] += 1
-            totals[f"{key}_chars"] += event["chars"]
-            totals[f"{key}_lines"] += event["lines"]
-    return totals
 
 
 async def test_rollups_equal_the_unique_raw_events(store: Store, org: Org) -> None:
