@@ -17,7 +17,10 @@ from server._tokens import ID_PATTERN
 from server._txn import now_ms
 
 router = APIRouter(prefix="/api/v1")
-NamePath = Annotated[str, Path(pattern=_wire.NAME_PATTERN, max_length=64)]
+TeamPath = Annotated[str, Path(pattern=_wire.NAME_PATTERN, max_length=64, examples=["core"],
+                               description="A team's name")]
+NamePath = Annotated[str, Path(pattern=_wire.NAME_PATTERN, max_length=64, examples=["alice"],
+                               description="A member's (developer's) name")]
 
 
 def _settings(request: Request) -> Settings:
@@ -102,10 +105,12 @@ async def get_my_budget(request: Request, who: Caller) -> Response:
             responses=responses(Report, 404))
 async def get_outcomes(
         request: Request, who: Caller,
-        from_: Annotated[date | None, Query(alias="from",
-                                            description="First UTC day (default: to - 29)")]
+        from_: Annotated[str | None, Query(alias="from", pattern=_DAY, examples=["2026-01-01"],
+                                           json_schema_extra={"format": "date"},
+                                           description="First UTC day (default: to - 29)")]
         = None,
-        to: Annotated[date | None, Query(description="Last UTC day (default: today)")] = None,
+        to: Annotated[str | None, Query(pattern=_DAY, json_schema_extra={"format": "date"},
+                                        description="Last UTC day (default: today)")] = None,
         group_by: Annotated[str, Query(
             max_length=64, pattern=r"^[a-z,]+$",
             description="One to three of developer, team, model, tool, language, day, "
@@ -118,7 +123,7 @@ async def get_outcomes(
     """Developers read their own figures; leads their teams' (per-developer rows only for
     groups of at least the minimum size, or developers who opted in); admins everything."""
     dims = parse_group_by(group_by)
-    days = day_range(from_, to, datetime.now(UTC).date())
+    days = day_range(_day(from_, "from"), _day(to, "to"), datetime.now(UTC).date())
     settings = _settings(request)
     db = store(request)
     team_id = None if team is None else await db.team_for_report(team)
@@ -136,6 +141,19 @@ async def get_outcomes(
     return reply(build_report(dims=dims, groups=groups, total=total, days=days,
                               checkpoints=settings.checkpoints,
                               headline_s=settings.headline_checkpoint_s, privacy=privacy))
+
+
+_DAY = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def _day(text: str | None, field: str) -> date | None:
+    """An ISO date (YYYY-MM-DD) only: no timestamps, no other spellings."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"not a date: {text!r} (use YYYY-MM-DD)", field=field) from None
 
 
 # ----------------------------------------------------------------------------- teams
@@ -160,14 +178,14 @@ async def post_team(request: Request, who: Caller) -> Response:
 @router.delete("/teams/{team}", tags=["admin"], response_model=None,
                summary="Delete a team, its budgets and CI tokens (admin)",
                responses=responses(_wire.Deleted, 404))
-async def delete_team(request: Request, who: Caller, team: NamePath) -> Response:
+async def delete_team(request: Request, who: Caller, team: TeamPath) -> Response:
     return reply(await store(request).delete_team(who, team))
 
 
 @router.put("/teams/{team}/members/{name}", tags=["admin"], response_model=None,
             summary="Add a member to a team (admin, or a lead of it for developers)",
             responses=responses(_wire.TeamOut, 404))
-async def put_team_member(request: Request, who: Caller, team: NamePath,
+async def put_team_member(request: Request, who: Caller, team: TeamPath,
                           name: NamePath) -> Response:
     return reply(await store(request).add_to_team(who, team, name))
 
@@ -175,7 +193,7 @@ async def put_team_member(request: Request, who: Caller, team: NamePath,
 @router.delete("/teams/{team}/members/{name}", tags=["admin"], response_model=None,
                summary="Remove a member from a team",
                responses=responses(_wire.TeamOut, 404))
-async def delete_team_member(request: Request, who: Caller, team: NamePath,
+async def delete_team_member(request: Request, who: Caller, team: TeamPath,
                              name: NamePath) -> Response:
     return reply(await store(request).remove_from_team(who, team, name))
 

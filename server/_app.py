@@ -116,14 +116,27 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error(422, str(first.get("msg", "invalid parameter")), field)
 
     @app.exception_handler(HTTPException)
-    async def on_http_error(_request: Request, exc: Exception) -> Response:
+    async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_methods_at(request))
+        return _error(exc.status_code, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
         return _error(500, "internal error (logged on the server)")
+
+
+def _methods_at(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        pattern = getattr(route, "path_regex", None)
+        if pattern is not None and pattern.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
