@@ -61,25 +61,19 @@ class AdminOps(StoreBase):
         presented = _tokens.parse(token)
         if presented is None:
             return None
-        query = (sa.select(t.tokens.c.secret_sha256, t.tokens.c.kind, t.tokens.c.member_id,
-                           t.tokens.c.team_id, t.tokens.c.revoked_ms, t.members.c.name,
-                           t.members.c.role, t.members.c.share_individual,
-                           t.members.c.disabled)
-                 .select_from(t.tokens.outerjoin(t.members,
-                                                 t.members.c.id == t.tokens.c.member_id))
-                 .where(t.tokens.c.id == presented.id))
-        async with self.read() as conn:
-            row = (await conn.execute(query)).first()
-            if row is None or not _tokens.matches(presented, row.secret_sha256):
-                return None
-            if row.revoked_ms is not None or row.kind != presented.kind:
-                return None
-            if row.kind == "ci":
-                teams = frozenset() if row.team_id is None else frozenset({row.team_id})
-                return Principal(kind="ci", token_id=presented.id, team_ids=teams)
-            if row.disabled:
-                return None
-            team_ids = await _team_ids_of(conn, row.member_id)
+        async with self.read() as conn:  # one round trip: the token, its member, their teams
+            rows = list(await conn.execute(_AUTHENTICATE, {"token_id": presented.id}))
+        if not rows or not _tokens.matches(presented, rows[0].secret_sha256):
+            return None
+        row = rows[0]
+        if row.revoked_ms is not None or row.kind != presented.kind:
+            return None
+        if row.kind == "ci":
+            teams = frozenset() if row.team_id is None else frozenset({row.team_id})
+            return Principal(kind="ci", token_id=presented.id, team_ids=teams)
+        if row.disabled:
+            return None
+        team_ids = frozenset(r.member_team for r in rows if r.member_team is not None)
         return Principal(kind="member", token_id=presented.id, member_id=row.member_id,
                          name=row.name, role=row.role, team_ids=team_ids,
                          share_individual=row.share_individual)
@@ -424,6 +418,17 @@ class AdminOps(StoreBase):
 
 
 # ----------------------------------------------------------------------------- helpers
+
+#: Built once: every request runs it.
+_AUTHENTICATE = (
+    sa.select(t.tokens.c.secret_sha256, t.tokens.c.kind, t.tokens.c.member_id,
+              t.tokens.c.team_id, t.tokens.c.revoked_ms, t.members.c.name, t.members.c.role,
+              t.members.c.share_individual, t.members.c.disabled,
+              t.team_members.c.team_id.label("member_team"))
+    .select_from(t.tokens
+                 .outerjoin(t.members, t.members.c.id == t.tokens.c.member_id)
+                 .outerjoin(t.team_members, t.team_members.c.member_id == t.tokens.c.member_id))
+    .where(t.tokens.c.id == sa.bindparam("token_id")))
 
 
 async def _team_ids_of(conn: AsyncConnection, member_id: int) -> frozenset[int]:

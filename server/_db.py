@@ -23,6 +23,10 @@ from server._settings import backend_of
 
 #: Execution option: this connection writes (SQLite: take the write lock at BEGIN).
 WRITE = {"meterline_write": True}
+#: Execution option (PostgreSQL) for reads of one statement each: no BEGIN, no ROLLBACK.
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+#: Execution option for reads of several statements that must agree (one snapshot).
+SNAPSHOT_PG = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
 _MIGRATION_LOCK = 0x6D6C_6D69  # "mlmi": any constant shared by every server process
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -1,7 +1,8 @@
 """The report's reads: sums from the daily rollups, never from raw events.
 
 Four aggregate queries over the day range (usage and retention, per group and in total),
-narrowed to the caller's scope; then names for the ids that came back.
+narrowed to the caller's scope, each on the coarsest rollup grain that answers it (the
+total always on the per-developer grain); then names for the ids that came back.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import _tables as t
 from server._access import ReportScope
-from server._reports import GroupKey, Sums, day_text
+from server._reports import GroupKey, Sums, day_text, grain_for
 from server._txn import StoreBase
 
 
@@ -24,15 +25,18 @@ class ReportOps(StoreBase):
     async def outcome_sums(self, dims: Sequence[str], scope: ReportScope, days: tuple[int, int]
                            ) -> tuple[dict[GroupKey, Sums], Sums, frozenset[str]]:
         """Per-group sums, the total, and the names of developers who opted in."""
-        async with self.read() as conn:
+        grain = grain_for(dims)
+        async with self.read(snapshot=True) as conn:
             usage = list(await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, dims,
-                                                   scope, days)))
-            retention = list(await conn.execute(_query(t.retention_daily, t.RETENTION_SUMS,
-                                                       dims, scope, days, by_checkpoint=True)))
+                                                   scope, days, grain)))
+            retention = list(await conn.execute(_query(
+                t.retention_daily, t.RETENTION_SUMS, dims, scope, days, grain,
+                by_checkpoint=True)))
             total_usage = (await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, (), scope,
-                                                     days))).one()
+                                                     days, "developer"))).one()
             total_retention = list(await conn.execute(_query(
-                t.retention_daily, t.RETENTION_SUMS, (), scope, days, by_checkpoint=True)))
+                t.retention_daily, t.RETENTION_SUMS, (), scope, days, "developer",
+                by_checkpoint=True)))
             names = await _names(conn, dims, [*usage, *retention])
         width = len(dims)
         groups: dict[GroupKey, Sums] = {}
@@ -54,10 +58,12 @@ class ReportOps(StoreBase):
 
 
 def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,
-           days: tuple[int, int], *, by_checkpoint: bool = False) -> sa.Select[Any]:
+           days: tuple[int, int], grain: str, *, by_checkpoint: bool = False
+           ) -> sa.Select[Any]:
     source: sa.FromClause = table
     groups: list[sa.ColumnElement[Any]] = []
-    where: list[sa.ColumnElement[bool]] = [table.c.day >= days[0], table.c.day <= days[1]]
+    where: list[sa.ColumnElement[bool]] = [table.c.grain == grain, table.c.day >= days[0],
+                                           table.c.day <= days[1]]
     for dim in dims:
         if dim == "team":
             membership = t.team_members

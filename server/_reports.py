@@ -145,6 +145,14 @@ def parse_group_by(text: str) -> tuple[str, ...]:
     return dims
 
 
+def grain_for(dims: Sequence[str]) -> str:
+    """The rollup grain with the fewest rows that still tells these dimensions apart."""
+    detail = [dim for dim in dims if dim in ("model", "tool", "language")]
+    if not detail:
+        return "developer"  # day, developer and team need nothing finer
+    return detail[0] if len(detail) == 1 else "all"
+
+
 def day_range(start: date | None, end: date | None, today: date) -> tuple[int, int]:
     """Inclusive UTC day numbers; by default the 30 days up to ``today``."""
     end = end or today

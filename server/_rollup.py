@@ -9,22 +9,29 @@ processes ingesting overlapping batches wait for each other instead of deadlocki
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+
+import msgspec
 
 from server._tables import CALL_SUMS, RETENTION_SUMS, STAGES, USAGE_SUMS
 
 DAY_MS = 86_400_000
 
 #: (day, developer_id, tool, model, language); '' stands for unknown.
-UsageKey = tuple[int, int, str, str, str]
-#: UsageKey + (checkpoint_s,)
-RetentionKey = tuple[int, int, str, str, str, int]
+DetailKey = tuple[int, int, str, str, str]
+#: (grain, day, developer_id, tool, model, language): a ``usage_daily`` key.
+UsageKey = tuple[str, int, int, str, str, str]
+#: UsageKey + (checkpoint_s,): a ``retention_daily`` key.
+RetentionKey = tuple[str, int, int, str, str, str, int]
 
 
-class CallRow(NamedTuple):
-    """One ``calls`` row, in column order."""
+class _Row(msgspec.Struct, frozen=True, gc=False):
+    """A row about to be stored: fields in the table's column order (a test checks)."""
 
-    id: object  # the UUID as the backend stores it
+
+class CallRow(_Row, frozen=True, gc=False):
+    """One ``calls`` row."""
+
+    id: str  # the UUID as the backend takes it (32 hex digits on SQLite)
     developer_id: int
     ts_ms: int
     day: int
@@ -49,10 +56,10 @@ class CallRow(NamedTuple):
     request_id: str | None
 
 
-class SuggestionRow(NamedTuple):
-    """One ``suggestion_events`` row, in column order."""
+class SuggestionRow(_Row, frozen=True, gc=False):
+    """One ``suggestion_events`` row."""
 
-    id: object
+    id: str
     developer_id: int
     ts_ms: int
     day: int
@@ -71,8 +78,8 @@ class SuggestionRow(NamedTuple):
     workspace: str | None
 
 
-class DeployedRow(NamedTuple):
-    """One ``deployed_lines`` row, in column order: a suggestion counted as deployed."""
+class DeployedRow(_Row, frozen=True, gc=False, order=True):
+    """One ``deployed_lines`` row: a suggestion counted as deployed."""
 
     developer_id: int
     suggestion_id: str
@@ -98,16 +105,39 @@ def day_of(ts_ms: int) -> int:
     return ts_ms // DAY_MS
 
 
+def grain_keys(day: int, developer_id: int, tool: str, model: str, language: str
+               ) -> tuple[UsageKey, ...]:
+    """The rollup rows one detail row adds to: one per grain (see ``_tables.GRAINS``)."""
+    return (("developer", day, developer_id, "", "", ""),
+            ("model", day, developer_id, "", model, ""),
+            ("tool", day, developer_id, tool, "", ""),
+            ("language", day, developer_id, "", "", language),
+            ("all", day, developer_id, tool, model, language))
+
+
+def _at_every_grain(detail: dict[DetailKey, list[int]]) -> list[tuple[UsageKey, list[int]]]:
+    out: dict[UsageKey, list[int]] = {}
+    for key, values in detail.items():
+        for grain_key in grain_keys(*key):
+            row = out.get(grain_key)
+            if row is None:
+                out[grain_key] = list(values)
+            else:
+                for i, value in enumerate(values):
+                    row[i] += value
+    return sorted(out.items())
+
+
 def usage_deltas(calls: Iterable[CallRow], suggestions: Iterable[SuggestionRow],
                  deployed: Iterable[DeployedRow] = ()) -> list[tuple[UsageKey, list[int]]]:
-    """The ``usage_daily`` additions for these new rows, sorted by key.
+    """The ``usage_daily`` additions for these new rows, at every grain, sorted by key.
 
     Each value lines up with ``USAGE_SUMS``. ``suggestion.retained`` rows go to the retention
     rollup instead, and ``suggestion.deployed`` rows count through ``deployed`` (the
     ``deployed_lines`` rows actually inserted), so that CI and the client never both count
     the same deployment.
     """
-    sums: dict[UsageKey, list[int]] = {}
+    sums: dict[DetailKey, list[int]] = {}
     for call in calls:
         key = (call.day, call.developer_id, call.tool, call.model, call.language or "")
         row = sums.get(key)
@@ -137,10 +167,10 @@ def usage_deltas(calls: Iterable[CallRow], suggestions: Iterable[SuggestionRow],
     for done in deployed:
         _add_stage(sums, (done.day, done.developer_id, done.tool, done.model, done.language),
                    _STAGE_INDEX["deployed"], done.chars, done.lines)
-    return sorted(sums.items())
+    return _at_every_grain(sums)
 
 
-def _add_stage(sums: dict[UsageKey, list[int]], key: UsageKey, stage: int, chars: int,
+def _add_stage(sums: dict[DetailKey, list[int]], key: DetailKey, stage: int, chars: int,
                lines: int) -> None:
     row = sums.get(key)
     if row is None:
@@ -152,19 +182,21 @@ def _add_stage(sums: dict[UsageKey, list[int]], key: UsageKey, stage: int, chars
 
 def retention_deltas(suggestions: Iterable[SuggestionRow]
                      ) -> list[tuple[RetentionKey, list[int]]]:
-    """The ``retention_daily`` additions (events, chars, lines) for new retained rows."""
+    """The ``retention_daily`` additions (events, chars, lines) for new retained rows, at
+    every grain, sorted by key."""
     sums: dict[RetentionKey, list[int]] = {}
     for event in suggestions:
         if event.type != "retained" or event.checkpoint_s is None:
             continue
-        key = (event.day, event.developer_id, event.tool or "", event.model or "",
-               event.language or "", event.checkpoint_s)
-        row = sums.get(key)
-        if row is None:
-            row = sums[key] = [0, 0, 0]
-        row[0] += 1
-        row[1] += event.chars
-        row[2] += event.lines
+        for grain_key in grain_keys(event.day, event.developer_id, event.tool or "",
+                                    event.model or "", event.language or ""):
+            key = (*grain_key, event.checkpoint_s)
+            row = sums.get(key)
+            if row is None:
+                row = sums[key] = [0, 0, 0]
+            row[0] += 1
+            row[1] += event.chars
+            row[2] += event.lines
     return sorted(sums.items())
 
 
@@ -173,6 +205,11 @@ def deployed_from_event(event: SuggestionRow) -> DeployedRow:
     return DeployedRow(event.developer_id, event.suggestion_id, event.commit_sha or "",
                        event.environment or "", event.day, event.chars, event.lines,
                        event.tool or "", event.model or "", event.language or "")
+
+
+def deployed_key(row: DeployedRow) -> tuple[int, str, str, str]:
+    """What makes a deployment count once: developer, suggestion, commit, environment."""
+    return row.developer_id, row.suggestion_id, row.commit_sha, row.environment
 
 
 def deployed_from_commit(event: SuggestionRow, environment: str, day: int) -> DeployedRow:

@@ -180,8 +180,13 @@ deployed_lines = sa.Table(
 )
 
 # --- daily rollups: maintained at ingest, in the same transaction, for new rows only ---
+#
+# Each day's sums are kept at several grains (grouping sets), so that a report reads the
+# fewest rows: per developer only; per developer and one of model, tool or language; or per
+# developer, tool, model and language ("all"). Columns a grain leaves out hold ''.
 
-ROLLUP_KEY = ("day", "developer_id", "tool", "model", "language")
+GRAINS = ("developer", "model", "tool", "language", "all")
+ROLLUP_KEY = ("grain", "day", "developer_id", "tool", "model", "language")
 CALL_SUMS = ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
              "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
              "cost_micro_usd", "unknown_cost_calls", "error_calls", "estimated_calls")
@@ -194,7 +199,8 @@ RETENTION_SUMS = ("events", "chars", "lines")
 
 
 def _key_columns() -> list[sa.Column[object]]:
-    return [sa.Column("day", sa.Integer, primary_key=True),
+    return [sa.Column("grain", sa.String(12), primary_key=True),
+            sa.Column("day", sa.Integer, primary_key=True),
             sa.Column("developer_id", sa.Integer, primary_key=True),
             sa.Column("tool", sa.String(LABEL_LEN), primary_key=True),
             sa.Column("model", sa.String(LABEL_LEN), primary_key=True),
@@ -206,7 +212,7 @@ usage_daily = sa.Table(
     *_key_columns(),
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
       for name in USAGE_SUMS),
-    sa.Index(None, "developer_id", "day"),
+    sa.Index(None, "grain", "developer_id", "day"),  # a lead's or a developer's report
 )
 
 retention_daily = sa.Table(
@@ -215,5 +221,5 @@ retention_daily = sa.Table(
     sa.Column("checkpoint_s", sa.Integer, primary_key=True),
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
       for name in RETENTION_SUMS),
-    sa.Index(None, "developer_id", "day"),
+    sa.Index(None, "grain", "developer_id", "day"),
 )

@@ -17,7 +17,7 @@ from typing import TypeVar
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server._db import WRITE
+from server._db import AUTOCOMMIT, SNAPSHOT_PG, WRITE
 
 T = TypeVar("T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -40,8 +40,14 @@ class StoreBase:
         return self.backend == "postgresql"
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading; with ``snapshot``, every statement sees one state of
+        the database. (SQLite reads always run in one deferred transaction: in WAL mode
+        that is a snapshot, and autocommit would cost as many thread hops.)"""
         async with self.engine.connect() as conn:
+            if self.is_postgres:
+                # Without a snapshot, no BEGIN/ROLLBACK round trips.
+                await conn.execution_options(**(SNAPSHOT_PG if snapshot else AUTOCOMMIT))
             yield conn
 
     async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:

@@ -85,7 +85,7 @@ async def _raw_counts(url: str) -> tuple[int, int, int]:
     try:
         row = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM calls), (SELECT count(*) FROM suggestion_events), "
-            "(SELECT coalesce(sum(input_tokens), 0) FROM usage_daily)")
+            "(SELECT coalesce(sum(input_tokens), 0) FROM usage_daily WHERE grain = 'all')")
         assert row is not None
         return int(row[0]), int(row[1]), int(row[2])
     finally:

@@ -16,6 +16,7 @@ from server._reports import (
     day_number,
     day_range,
     figures,
+    grain_for,
     parse_group_by,
     suppress_individuals,
 )
@@ -149,6 +150,14 @@ def test_report_sorts_rows_with_unknown_last() -> None:
     assert [row.group["language"] for row in report.rows] == ["alpha", "zeta", None]
     assert (report.from_, report.to) == ("2026-01-01", "2026-01-31")
     assert report.total.calls == 3
+
+
+def test_each_grouping_reads_the_coarsest_grain_that_answers_it() -> None:
+    assert grain_for(["day"]) == "developer"
+    assert grain_for(["team", "developer", "day"]) == "developer"
+    assert grain_for(["model"]) == "model"
+    assert grain_for(["team", "language"]) == "language"
+    assert grain_for(["tool", "model"]) == "all"
 
 
 def test_group_by_parsing() -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server import _tables as t
 from server._rollup import (
     CallRow,
+    DeployedRow,
     SuggestionRow,
     day_of,
     deployed_from_commit,
@@ -65,17 +68,35 @@ def test_usage_deltas_match_a_reference_sum(call_rows: list[CallRow],
     deltas = usage_deltas(call_rows, suggestion_rows)
 
     assert [key for key, _ in deltas] == sorted(key for key, _ in deltas)
-    got = {key: {name: value for name, value in zip(USAGE_SUMS, values, strict=True) if value}
-           for key, values in deltas}
+    got = {key[1:]: {name: value for name, value in zip(USAGE_SUMS, values, strict=True)
+                     if value}
+           for key, values in deltas if key[0] == "all"}
     want = {key: {name: value for name, value in row.items() if value}
             for key, row in expected.items()}
     assert {k: v for k, v in got.items() if v} == {k: v for k, v in want.items() if v}
 
 
+@given(st.lists(calls, max_size=20), st.lists(suggestions, max_size=20))
+def test_every_grain_adds_up_to_the_finest(call_rows: list[CallRow],
+                                            suggestion_rows: list[SuggestionRow]) -> None:
+    for deltas in (usage_deltas(call_rows, suggestion_rows), retention_deltas(suggestion_rows)):
+        finest = [(key, values) for key, values in deltas if key[0] == "all"]
+        for grain, kept in (("developer", ()), ("model", (4,)), ("tool", (3,)),
+                            ("language", (5,))):
+            expected: dict[tuple[object, ...], list[int]] = {}
+            for key, values in finest:
+                coarse = tuple(key[i] if i in (1, 2, *kept) or i > 5 else ""
+                               for i in range(1, len(key)))
+                acc = expected.setdefault(coarse, [0] * len(values))
+                expected[coarse] = [a + b for a, b in zip(acc, values, strict=True)]
+            got = {key[1:]: values for key, values in deltas if key[0] == grain}
+            assert got == expected, grain
+
+
 @given(st.lists(suggestions, max_size=40))
 def test_retention_deltas_count_retained_rows_per_checkpoint(rows: list[SuggestionRow]
                                                              ) -> None:
-    deltas = dict(retention_deltas(rows))
+    deltas = {k: v for k, v in retention_deltas(rows) if k[0] == "developer"}
     retained = [r for r in rows if r.type == "retained"]
     assert sum(v[0] for v in deltas.values()) == len(retained)
     assert sum(v[1] for v in deltas.values()) == sum(r.chars for r in retained)
@@ -87,12 +108,16 @@ def test_deployed_lines_count_through_their_own_rows() -> None:
                               "abc1234", None, None, "tool", "model", None, None)
     done = deployed_from_commit(committed, "prod", 105)
     assert (done.developer_id, done.day, done.environment, done.lines) == (7, 105, "prod", 4)
-    [(key, values)] = usage_deltas((), (), [done])
-    assert key == (105, 7, "tool", "model", "")
+    deltas = dict(usage_deltas((), (), [done]))
+    assert set(deltas) == {("developer", 105, 7, "", "", ""), ("model", 105, 7, "", "model", ""),
+                           ("tool", 105, 7, "tool", "", ""), ("language", 105, 7, "", "", ""),
+                           ("all", 105, 7, "tool", "model", "")}
+    values = deltas[("all", 105, 7, "tool", "model", "")]
     at = USAGE_SUMS.index("deployed_events")
     assert values[at:at + 3] == [1, 80, 4]
 
-    client_event = committed._replace(type="deployed", commit_sha=None, environment="prod")
+    client_event = msgspec.structs.replace(committed, type="deployed", commit_sha=None,
+                                           environment="prod")
     assert deployed_from_event(client_event).commit_sha == ""
     # A deployed suggestion event adds nothing by itself: only its deployed_lines row does.
     assert usage_deltas((), [client_event]) == []
@@ -102,3 +127,9 @@ def test_day_of_is_utc_days() -> None:
     assert day_of(0) == 0
     assert day_of(86_400_000 - 1) == 0
     assert day_of(86_400_000) == 1
+
+
+def test_rows_line_up_with_their_tables() -> None:
+    for row, table in ((CallRow, t.calls), (SuggestionRow, t.suggestion_events),
+                       (DeployedRow, t.deployed_lines)):
+        assert row.__struct_fields__ == tuple(column.name for column in table.columns)

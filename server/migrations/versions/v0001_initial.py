@@ -37,7 +37,8 @@ def _where(condition: str) -> dict[str, Any]:
 
 
 def _rollup_key() -> list[sa.Column[object]]:
-    return [sa.Column("day", sa.Integer, nullable=False),
+    return [sa.Column("grain", sa.String(12), nullable=False),
+            sa.Column("day", sa.Integer, nullable=False),
             sa.Column("developer_id", sa.Integer, nullable=False),
             sa.Column("tool", sa.String(200), nullable=False),
             sa.Column("model", sa.String(200), nullable=False),
@@ -205,20 +206,21 @@ def upgrade() -> None:
         "usage_daily",
         *_rollup_key(),
         *(_sum(name) for name in _ROLLUP_SUMS),
-        sa.PrimaryKeyConstraint("day", "developer_id", "tool", "model", "language",
+        sa.PrimaryKeyConstraint("grain", "day", "developer_id", "tool", "model", "language",
                                 name="pk_usage_daily"),
     )
-    op.create_index("ix_usage_daily_developer_id_day", "usage_daily", ["developer_id", "day"])
+    op.create_index("ix_usage_daily_grain_developer_id_day", "usage_daily",
+                    ["grain", "developer_id", "day"])
     op.create_table(
         "retention_daily",
         *_rollup_key(),
         sa.Column("checkpoint_s", sa.Integer, nullable=False),
         *(_sum(name) for name in ("events", "chars", "lines")),
-        sa.PrimaryKeyConstraint("day", "developer_id", "tool", "model", "language",
+        sa.PrimaryKeyConstraint("grain", "day", "developer_id", "tool", "model", "language",
                                 "checkpoint_s", name="pk_retention_daily"),
     )
-    op.create_index("ix_retention_daily_developer_id_day", "retention_daily",
-                    ["developer_id", "day"])
+    op.create_index("ix_retention_daily_grain_developer_id_day", "retention_daily",
+                    ["grain", "developer_id", "day"])
 
 
 def downgrade() -> None:
