@@ -27,6 +27,11 @@ class ReportOps(StoreBase):
         """Per-group sums, the total, and the names of developers who opted in."""
         grain = grain_for(dims)
         async with self.read(snapshot=True) as conn:
+            if self.is_postgres:
+                # Aggregates of a few hundred thousand rollup rows: hash them in memory, and
+                # skip JIT compilation, which costs more than it saves on queries this size.
+                await conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
+                await conn.execute(sa.text("SET LOCAL jit = off"))
             usage = list(await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, dims,
                                                    scope, days, grain)))
             retention = list(await conn.execute(_query(
@@ -83,10 +88,28 @@ def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: Rep
         where.append(table.c.developer_id.in_(
             sa.select(t.team_members.c.member_id)
             .where(t.team_members.c.team_id.in_(sorted(scope.team_ids)))))
-    columns = [*groups, sa.func.count(sa.distinct(table.c.developer_id)),
-               *(sa.func.sum(table.c[name]) for name in sums)]
-    query = sa.select(*columns).select_from(source).where(*where)
-    return query.group_by(*groups) if groups else query
+    if "developer" in dims or grain == "developer":
+        # One developer per row, or few rows (developers x days): one level suffices.
+        developers = (sa.literal(1) if "developer" in dims
+                      else sa.func.count(sa.distinct(table.c.developer_id)))
+        query = (sa.select(*groups, developers,
+                           *(sa.func.sum(table.c[name]) for name in sums))
+                 .select_from(source).where(*where))
+        return query.group_by(*groups) if groups else query
+    # Finer grains have many rows: sum per group and developer first, then per group,
+    # counting developers as rows. COUNT(DISTINCT ...) would sort every rollup row.
+    labels = [f"g{i}" for i in range(len(groups))]
+    per_developer = (
+        sa.select(*(group.label(label) for group, label in zip(groups, labels, strict=True)),
+                  table.c.developer_id,
+                  *(sa.func.sum(table.c[name]).label(name) for name in sums))
+        .select_from(source).where(*where)
+        .group_by(*groups, table.c.developer_id)
+        .subquery("per_developer"))
+    outer_groups = [per_developer.c[label] for label in labels]
+    query = sa.select(*outer_groups, sa.func.count(),
+                      *(sa.func.sum(per_developer.c[name]) for name in sums))
+    return query.group_by(*outer_groups) if outer_groups else query
 
 
 async def _names(conn: AsyncConnection, dims: Sequence[str], rows: list[Any]

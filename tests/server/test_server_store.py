@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,15 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 from conftest import BACKENDS, PgDatabases
-from server_factory import CALL_TOKENS, Org, call, expected_totals, random_events, suggestion
+from server_factory import (
+    CALL_TOKENS,
+    Org,
+    call,
+    expected_totals,
+    now_iso,
+    random_events,
+    suggestion,
+)
 
 from server import _tables as t
 from server._access import SYSTEM
@@ -354,3 +363,43 @@ async def test_deleting_a_team_removes_its_budgets_and_ci_tokens(store: Store, o
 
 async def test_ping(store: Store) -> None:
     assert await store.ping()
+
+
+async def test_report_sums_count_developers_in_every_query_shape(store: Store, org: Org
+                                                                 ) -> None:
+    from server._access import report_scope
+    from server._reports import day_number, day_range
+
+    async def send(name: str, days_ago: int, model: str, tool: str, language: str) -> None:
+        await store.ingest(await member_id(store, name), as_batch(call(
+            ts=now_iso(days_ago), model=model, tool=tool, language=language,
+            request_id=None)))
+
+    await send("alice", 0, "m1", "t1", "py")
+    await send("alice", 1, "m2", "t2", "go")
+    await send("bob", 0, "m1", "t1", "go")
+    await send("carol", 0, "m2", "t1", "py")
+    today = datetime.now(UTC).date()
+    days = day_range(None, today, today)
+    day0, day1 = (today.isoformat(), (today - timedelta(days=1)).isoformat())
+    expected = {
+        ("model",): {("m1",): 2, ("m2",): 2},
+        ("tool", "language"): {("t1", "py"): 2, ("t2", "go"): 1, ("t1", "go"): 1},
+        ("day",): {(day0,): 3, (day1,): 1},
+        ("team",): {("core",): 2, ("web",): 1},
+        ("team", "model"): {("core", "m1"): 2, ("core", "m2"): 1, ("web", "m2"): 1},
+        ("developer",): {("alice",): 1, ("bob",): 1, ("carol",): 1},
+        ("developer", "language"): {("alice", "py"): 1, ("alice", "go"): 1, ("bob", "go"): 1,
+                                    ("carol", "py"): 1},
+    }
+    for dims, developers in expected.items():
+        groups, total, _ = await store.outcome_sums(dims, report_scope(SYSTEM), days)
+        assert {key: sums.developers for key, sums in groups.items()} == developers, dims
+        assert total.developers == 3
+        assert sum(sums.usage[0] for sums in groups.values()) == 4  # one team each here
+    lena = await store.authenticate(org.tokens["lena"])
+    assert lena is not None
+    groups, total, _ = await store.outcome_sums(("model",), report_scope(lena), days)
+    assert {key: sums.developers for key, sums in groups.items()} == {("m1",): 2, ("m2",): 1}
+    assert total.developers == 2
+    assert day_number(today) == days[1]
