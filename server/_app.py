@@ -2,7 +2,9 @@
 
 Every error leaves as ``{"error": {"field": ..., "index": ..., "message": ...}}``: our own
 (``ServerError``), FastAPI's validation of query and path parameters (422), unknown routes
-(404/405); anything unexpected as a 500 with no details (and a log line).
+(404/405); a database that cannot be reached as a 503 with Retry-After (clients retry
+their batch: ingest is idempotent); anything unexpected as a 500 with no details (and a
+log line).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import msgspec
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 
 from server import _reports, _wire
@@ -122,6 +125,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_methods_at(request))
         return _error(exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(OSError)
+    async def on_database_unavailable(_request: Request, exc: Exception) -> Response:
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return _error(503, "the database is unavailable: retry shortly",
+                      headers={"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> Response:

@@ -100,6 +100,7 @@ _ERROR_TEXT = {
     409: "The name is taken (or the change would leave no admin)",
     413: "Too many events or bytes",
     422: "A field is wrong: `field` names it, `index` the event in a batch",
+    503: "The database cannot be reached: retry later (Retry-After)",
 }
 
 
@@ -108,7 +109,7 @@ def responses(kind: type, *errors: int, status: int = 200) -> dict[int | str, An
     documented: dict[int | str, Any] = {
         status: {"description": "OK",
                  "content": {"application/json": {"schema": ref(kind)}}}}
-    for code in sorted({401, 403, 422, *errors}):
+    for code in sorted({401, 403, 422, 503, *errors}):
         documented[code] = {"description": _ERROR_TEXT[code],
                             "content": {"application/json": {
                                 "schema": ref(_wire.ErrorBody)}}}

@@ -404,3 +404,25 @@ async def test_unknown_routes_answer_json(client: httpx.AsyncClient) -> None:
     wrong_method = await client.delete("/healthz")
     assert wrong_method.status_code == 405
     error_of(wrong_method)
+
+
+async def test_an_unreachable_database_is_a_503_to_retry() -> None:
+    from server._app import create_app
+    from server._db import create_engine
+    from server._settings import Settings
+    from server._store import Store
+
+    url = "postgresql+asyncpg://postgres@127.0.0.1:1/nothing"
+    store = Store(create_engine(url))
+    app = create_app(Settings(db_url=url), store_=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://server") as http:
+        token = "mlt_0123456789ab_" + "A" * 43
+        response = await http.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "5"
+        error_of(response)
+        health = await http.get("/healthz")
+        assert health.status_code == 503
+        assert health.json() == {"status": "degraded", "database": "unreachable"}
+    await store.close()
