@@ -2,7 +2,11 @@
 
 Write transactions on PostgreSQL can meet a deadlock or serialization failure when several
 server processes touch the same rows; the whole transaction is then retried, which is safe
-because it either committed entirely or not at all. SQLite queues writers on its lock.
+because it either committed entirely or not at all.
+
+SQLite has one writer at a time. Within a process, writers queue on an asyncio lock and get
+the database the moment it is free; only writers of different processes meet SQLite's own
+lock, whose busy handler polls with sleeps of up to 100 ms.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class StoreBase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.backend = engine.dialect.name  # "sqlite" or "postgresql"
+        self._one_writer = asyncio.Lock() if self.backend == "sqlite" else None
 
     @property
     def is_postgres(self) -> bool:
@@ -54,15 +59,21 @@ class StoreBase:
         """Run ``work`` in one write transaction, retrying it on deadlock or lock timeout."""
         for attempt in range(_ATTEMPTS):
             try:
-                async with self.engine.connect() as conn:
-                    await conn.execution_options(**WRITE)
-                    async with conn.begin():
-                        return await work(conn)
+                if self._one_writer is None:
+                    return await self._transaction(work)
+                async with self._one_writer:
+                    return await self._transaction(work)
             except DBAPIError as exc:
                 if attempt == _ATTEMPTS - 1 or not _retryable(exc):
                     raise
             await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
         raise AssertionError("unreachable")
+
+    async def _transaction(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**WRITE)
+            async with conn.begin():
+                return await work(conn)
 
     async def close(self) -> None:
         await self.engine.dispose()
