@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import _tables as t
 from server._rollup import (
+    DAY_MS,
     CallRow,
     DeployedRow,
     SuggestionRow,
@@ -39,7 +40,6 @@ from server._wire import CallEvent, DeploymentResult, EventBatch, IngestResult, 
 
 _DEPLOY_LOCK = 0x6D6C_6470  # "mldp": serialises deployment matching across processes
 _SQLITE_MAX_VARIABLES = 32_000
-_DAY_MS = 86_400_000
 
 
 class IngestOps(StoreBase):
@@ -75,7 +75,7 @@ class IngestOps(StoreBase):
                         continue
                     request_ids.add(event.request_id)
                 calls.append(CallRow(
-                    key, developer_id, ts_ms, ts_ms // _DAY_MS, event.device_id, event.tool,
+                    key, developer_id, ts_ms, ts_ms // DAY_MS, event.device_id, event.tool,
                     event.source, event.provider, event.model, event.kind,
                     event.input_tokens, event.output_tokens, event.cache_read_tokens,
                     event.cache_write_tokens, event.cache_write_1h_tokens,
@@ -86,7 +86,7 @@ class IngestOps(StoreBase):
                 assert not isinstance(event, CallEvent)
                 stage = stage_of(event)
                 suggestions.append(SuggestionRow(
-                    key, developer_id, ts_ms, ts_ms // _DAY_MS, stage,
+                    key, developer_id, ts_ms, ts_ms // DAY_MS, stage,
                     event.suggestion_id, event.call_id, event.chars, event.lines,
                     event.checkpoint_s if stage == "retained" else None,
                     event.commit.lower() if event.commit else None, event.environment,

@@ -8,7 +8,7 @@ import subprocess
 from typing import Any
 
 from click.testing import CliRunner, Result
-from conftest import meterline_command
+from server_support import meterline_command
 
 from server._access import Principal
 from server._db import create_engine

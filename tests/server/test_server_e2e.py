@@ -14,8 +14,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from conftest import ServerProcess, meterline_command, plain_pg
 from server_factory import call, expected_totals, random_events, suggestion, unique_events
+from server_support import ServerProcess, meterline_command, plain_pg
 
 
 def meterline(*args: str, db: str | None = None) -> str:

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import BACKENDS, PgDatabases, ServerProcess, meterline_command
 from hypothesis import HealthCheck, settings
+from server_support import BACKENDS, PgDatabases, ServerProcess, meterline_command
 
 BEYOND_SCHEMA = r"^/api/v1/(events|deployments|budgets|reports/outcomes)$"
 MAX_EXAMPLES = 12
@@ -53,13 +53,9 @@ def api_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     token = cli("init", "--name", f"root-{secrets.token_hex(4)}")
     cli("team", "create", "core")  # the documented examples exist, so 2xx paths are hit
     cli("member", "create", "alice", "--team", "core")
-    previous = os.environ.get("METERLINE_HOME")
-    os.environ["METERLINE_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # module scope: no per-test home yet
+        patch.setenv("METERLINE_HOME", str(home))
         server = ServerProcess(db)
-    finally:
-        if previous is not None:
-            os.environ["METERLINE_HOME"] = previous
     with server:
         yield server.url, token
 

@@ -11,7 +11,6 @@ from typing import Any
 import msgspec
 import pytest
 import sqlalchemy as sa
-from conftest import BACKENDS, PgDatabases
 from server_factory import (
     CALL_TOKENS,
     Org,
@@ -21,6 +20,7 @@ from server_factory import (
     random_events,
     suggestion,
 )
+from server_support import BACKENDS, PgDatabases
 
 from server import _tables as t
 from server._access import SYSTEM
