@@ -1,0 +1,240 @@
+"""Ingest: store a batch of events and fold the new ones into the daily rollups.
+
+One transaction per batch. Raw rows go in with ``INSERT ... ON CONFLICT DO NOTHING
+RETURNING``, so the database itself says which rows are new, also when several server
+processes ingest overlapping batches at once; only those rows reach the rollups. On
+PostgreSQL a batch is one statement over a JSON array (``json_populate_recordset``: one
+parameter, parsed in C, cheaper than two dozen typed arrays); on SQLite, multi-row VALUES.
+
+Deployments: CI reports commits (``POST /deployments``); the committed lines of those commits
+count as deployed. A commit may also arrive after its deployment (the developer's machine
+synced late): ingest then matches it against the deployments already known. Both paths
+insert into ``deployed_lines`` (one row per suggestion, commit and environment) under one
+advisory lock, so each deployed suggestion counts exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import _tables as t
+from server._rollup import (
+    DAY_MS,
+    CallRow,
+    DeployedRow,
+    SuggestionRow,
+    day_of,
+    deployed_from_commit,
+    deployed_from_event,
+    deployed_key,
+    retention_deltas,
+    usage_deltas,
+)
+from server._txn import StoreBase
+from server._wire import CallEvent, DeploymentResult, EventBatch, IngestResult, stage_of
+
+_DEPLOY_LOCK = 0x6D6C_6470  # "mldp": serialises deployment matching across processes
+_SQLITE_MAX_VARIABLES = 32_000
+
+
+class IngestOps(StoreBase):
+    """Batches of events in, deployments in; rollups kept in step."""
+
+    async def ingest(self, developer_id: int, batch: EventBatch) -> IngestResult:
+        """Store ``batch`` for ``developer_id``; returns how many events were new."""
+        calls, suggestions = self._rows(developer_id, batch)
+
+        async def work(conn: AsyncConnection) -> int:
+            return await self._ingest_rows(conn, developer_id, calls, suggestions)
+
+        inserted = await self.write(work) if calls or suggestions else 0
+        return IngestResult(inserted=inserted, duplicates=len(batch.events) - inserted)
+
+    def _rows(self, developer_id: int, batch: EventBatch
+              ) -> tuple[list[CallRow], list[SuggestionRow]]:
+        """Rows in column order, without in-batch duplicates, sorted by id (lock order)."""
+        seen: set[str] = set()
+        request_ids: set[str] = set()
+        calls: list[CallRow] = []
+        suggestions: list[SuggestionRow] = []
+        hex_ids = not self.is_postgres
+        for event in batch.events:
+            key = event.id.hex if hex_ids else str(event.id)
+            if key in seen:
+                continue
+            seen.add(key)
+            ts_ms = int(event.ts.timestamp() * 1000)
+            if type(event) is CallEvent:
+                if event.request_id is not None:
+                    if event.request_id in request_ids:
+                        continue
+                    request_ids.add(event.request_id)
+                calls.append(CallRow(
+                    key, developer_id, ts_ms, ts_ms // DAY_MS, event.device_id, event.tool,
+                    event.source, event.provider, event.model, event.kind,
+                    event.input_tokens, event.output_tokens, event.cache_read_tokens,
+                    event.cache_write_tokens, event.cache_write_1h_tokens,
+                    event.reasoning_tokens, event.cost_micro_usd, event.estimated,
+                    event.latency_ms, event.status, event.language, event.workspace,
+                    event.request_id))
+            else:
+                assert not isinstance(event, CallEvent)
+                stage = stage_of(event)
+                suggestions.append(SuggestionRow(
+                    key, developer_id, ts_ms, ts_ms // DAY_MS, stage,
+                    event.suggestion_id, event.call_id, event.chars, event.lines,
+                    event.checkpoint_s if stage == "retained" else None,
+                    event.commit.lower() if event.commit else None, event.environment,
+                    event.device_id, event.tool, event.model, event.language,
+                    event.workspace))
+        calls.sort(key=_by_id)
+        suggestions.sort(key=_by_id)
+        return calls, suggestions
+
+    async def _ingest_rows(self, conn: AsyncConnection, developer_id: int,
+                           calls: list[CallRow], suggestions: list[SuggestionRow]) -> int:
+        new_calls: list[CallRow] = []
+        new_suggestions: list[SuggestionRow] = []
+        if calls:
+            fresh = await self._fresh_ids(conn, t.calls, calls)
+            new_calls = [row for row in calls if row.id in fresh]
+        if suggestions:
+            fresh = await self._fresh_ids(conn, t.suggestion_events, suggestions)
+            new_suggestions = [row for row in suggestions if row.id in fresh]
+        deployed = [deployed_from_event(row) for row in new_suggestions
+                    if row.type == "deployed"]
+        committed = [row for row in new_suggestions if row.type == "committed" and row.commit_sha]
+        if committed:
+            await self._lock_deployments(conn)
+            deployed += await self._match_known_deployments(conn, developer_id, committed)
+        counted = await self._count_deployed(conn, deployed)
+        await self._add_to_rollups(conn, usage_deltas(new_calls, new_suggestions, counted),
+                                   retention_deltas(new_suggestions))
+        return len(new_calls) + len(new_suggestions)
+
+    async def record_deployment(self, *, environment: str, commits: Sequence[str],
+                                ts_ms: int, team_id: int | None,
+                                token_id: str | None) -> DeploymentResult:
+        """CI says ``commits`` reached ``environment``: count their committed lines."""
+        wanted = sorted({commit.lower() for commit in commits})
+        day = day_of(ts_ms)
+
+        async def work(conn: AsyncConnection) -> list[DeployedRow]:
+            await self._lock_deployments(conn)
+            await conn.execute(sa.insert(t.deployments), [
+                {"team_id": team_id, "environment": environment, "commit_sha": commit,
+                 "ts_ms": ts_ms, "day": day, "token_id": token_id} for commit in wanted])
+            query = (sa.select(t.suggestion_events)
+                     .where(t.suggestion_events.c.type == "committed",
+                            t.suggestion_events.c.commit_sha.in_(wanted)))
+            if team_id is not None:
+                query = query.where(t.suggestion_events.c.developer_id.in_(
+                    sa.select(t.team_members.c.member_id)
+                    .where(t.team_members.c.team_id == team_id)))
+            rows = [SuggestionRow(*row) for row in await conn.execute(query)]  # id unused
+            counted = await self._count_deployed(
+                conn, [deployed_from_commit(row, environment, day) for row in rows])
+            await self._add_to_rollups(conn, usage_deltas((), (), counted), [])
+            return counted
+
+        counted = await self.write(work)
+        return DeploymentResult(environment=environment, commits=len(wanted),
+                                suggestions=len(counted),
+                                lines=sum(row.lines for row in counted))
+
+    async def _lock_deployments(self, conn: AsyncConnection) -> None:
+        """Deployment matching runs one transaction at a time (SQLite: it already does)."""
+        if self.is_postgres:
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": _DEPLOY_LOCK})
+
+    async def _match_known_deployments(self, conn: AsyncConnection, developer_id: int,
+                                       committed: list[SuggestionRow]) -> list[DeployedRow]:
+        """Committed rows whose commit CI already reported (for the developer's teams)."""
+        d = t.deployments
+        teams = sa.select(t.team_members.c.team_id).where(
+            t.team_members.c.member_id == developer_id)
+        commits = sorted({row.commit_sha for row in committed if row.commit_sha})
+        query = (sa.select(d.c.commit_sha, d.c.environment, sa.func.min(d.c.day))
+                 .where(d.c.commit_sha.in_(commits),
+                        sa.or_(d.c.team_id.is_(None), d.c.team_id.in_(teams)))
+                 .group_by(d.c.commit_sha, d.c.environment))
+        known: dict[str, list[tuple[str, int]]] = {}
+        for commit, environment, day in await conn.execute(query):
+            known.setdefault(commit, []).append((environment, day))
+        return [deployed_from_commit(row, environment, day)
+                for row in committed for environment, day in known.get(row.commit_sha or "", [])]
+
+    async def _count_deployed(self, conn: AsyncConnection,
+                              deployed: list[DeployedRow]) -> list[DeployedRow]:
+        """Insert into ``deployed_lines``; returns the rows that were not counted before."""
+        unique = sorted({deployed_key(row): row for row in reversed(deployed)}.values())
+        if not unique:
+            return []
+        fresh = {tuple(row) for row in await self._insert(
+            conn, t.deployed_lines, unique,
+            returning="developer_id, suggestion_id, commit_sha, environment")}
+        return [row for row in unique if deployed_key(row) in fresh]
+
+    async def _add_to_rollups(self, conn: AsyncConnection,
+                              usage: list[tuple[tuple[Any, ...], list[int]]],
+                              retention: list[tuple[tuple[Any, ...], list[int]]]) -> None:
+        for table, key, sums, deltas in (
+                (t.usage_daily, t.ROLLUP_KEY, t.USAGE_SUMS, usage),
+                (t.retention_daily, t.RETENTION_KEY, t.RETENTION_SUMS, retention)):
+            if not deltas:
+                continue
+            additions = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}"
+                                  for name in sums)
+            columns = [*key, *sums]
+            await self._insert(
+                conn, table, [dict(zip(columns, (*k, *v), strict=True)) for k, v in deltas],
+                on_conflict=f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}")
+
+    async def _fresh_ids(self, conn: AsyncConnection, table: sa.Table,
+                         rows: Sequence[CallRow | SuggestionRow]) -> set[str]:
+        """Insert; the ids of the rows that were new (in the rows' own spelling)."""
+        inserted = await self._insert(conn, table, rows, returning="id")
+        if self.is_postgres:
+            return {str(row[0]) for row in inserted}
+        return {row[0] for row in inserted}
+
+    async def _insert(self, conn: AsyncConnection, table: sa.Table,
+                      rows: Sequence[msgspec.Struct | dict[str, Any]], *,
+                      returning: str | None = None,
+                      on_conflict: str = "ON CONFLICT DO NOTHING") -> list[Sequence[Any]]:
+        """Insert ``rows`` (Structs or dicts keyed and ordered like the table's columns);
+        the RETURNING rows, if asked for. Rows go in in the given order (lock order)."""
+        columns = [column.name for column in table.columns]
+        tail = f" {on_conflict}" + (f" RETURNING {returning}" if returning else "")
+        if self.is_postgres:
+            result = await conn.exec_driver_sql(
+                f"INSERT INTO {table.name} SELECT * FROM "
+                f"json_populate_recordset(NULL::{table.name}, $1::json){tail}",
+                (msgspec.json.encode(rows).decode(),))
+            return list(result.fetchall()) if returning else []
+        head = f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        one = "(" + ", ".join("?" * len(columns)) + ")"
+        step = max(1, _SQLITE_MAX_VARIABLES // len(columns))
+        out: list[Sequence[Any]] = []
+        for start in range(0, len(rows), step):
+            chunk = rows[start:start + step]
+            values: list[Any] = []
+            for row in chunk:
+                values += (row.values() if isinstance(row, dict)
+                           else msgspec.structs.astuple(row))
+            result = await conn.exec_driver_sql(
+                f"{head}VALUES {', '.join([one] * len(chunk))}{tail}", tuple(values))
+            if returning:
+                out.extend(result.fetchall())
+        return out
+
+
+def _by_id(row: CallRow | SuggestionRow) -> str:
+    return row.id
+
