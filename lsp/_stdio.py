@@ -1,0 +1,62 @@
+"""Running the sidecar over stdin/stdout, and leaving cleanly.
+
+pygls's ``start_io`` is not used because the sidecar must finish its own work when the
+editor goes away without a ``shutdown`` (the pipe closed): store what is queued, or spill
+it to a file. Only LSP frames ever reach stdout; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from typing import BinaryIO
+
+from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
+
+from lsp._server import MeterlineServer, create_server
+
+log = logging.getLogger("meterline.lsp")
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # pygls logs every message body at INFO: documents and completions do not belong in logs.
+    logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
+
+
+async def serve(server: MeterlineServer, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    reader = StdinAsyncReader(stdin, server.thread_pool)
+    server.protocol.set_writer(StdoutWriter(stdout))
+    try:
+        await run_async(stop_event=threading.Event(), reader=reader, protocol=server.protocol,
+                        logger=logging.getLogger("pygls.io"),
+                        error_handler=server.report_server_error)
+    finally:
+        # Without a shutdown request (the editor died), this is where queued events are
+        # stored; after one, it returns at once.
+        await server.stop()
+
+
+def run(log_level: str = "warning") -> int:
+    """Serve LSP on stdin/stdout until ``exit`` or end of input; the exit code."""
+    configure_logging(log_level)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    # Anything printed by accident must not corrupt the LSP stream.
+    sys.stdout = sys.stderr
+    server = create_server()
+    code = 0
+    try:
+        asyncio.run(serve(server, stdin, stdout))
+    except SystemExit as exit_:  # pygls ends the process this way on `exit`
+        code = exit_.code if isinstance(exit_.code, int) else 0
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        server.link.spill()
+    return code
