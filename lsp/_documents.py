@@ -210,6 +210,13 @@ class Document:
         removed = self.text_between(start, end)
         first, last = self.lines[l1], self.lines[l2]
         block = first[:c1] + text + last[c2:]
+        if c1 == 0 and l1 > 0 and block.startswith("\n") and self.lines[l1 - 1].endswith(
+                ("\r",)):
+            # A lone \r before and a \n now after it make one line break (mixed line
+            # endings only): splice the line before too, so that lines stay as the client
+            # sees them.
+            l1 -= 1
+            block = self.lines[l1] + block
         new_lines = split_lines(block)
         if break_length(last):
             # ``last`` keeps its line break, so the split ends with an empty piece that is
@@ -225,7 +232,9 @@ class Document:
         tracking follow clients that only do full synchronisation.
         """
         old, new = self.lines, split_lines(text)
-        shorter = min(len(old), len(new))
+        # The shorter text's last line stays in the compared block, so that the edit
+        # starts on a line that exists.
+        shorter = min(len(old), len(new)) - 1
         head = 0
         while head < shorter and old[head] == new[head]:
             head += 1
