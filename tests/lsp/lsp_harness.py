@@ -44,10 +44,12 @@ def make_client() -> LanguageClient:
     client = LanguageClient(converter_factory=plain_json_converter)
     register_lsp_features(client)
     client.budget_notes = []  # type: ignore[attr-defined]
+    client.budget_times = []  # type: ignore[attr-defined]
 
     @client.feature("meterline/budget")
     def budget(params: Any) -> None:
         client.budget_notes.append(params)  # type: ignore[attr-defined]
+        client.budget_times.append(time.monotonic())  # type: ignore[attr-defined]
 
     return client
 
@@ -76,6 +78,13 @@ class Sidecar:
     @property
     def budget_notes(self) -> list[dict[str, Any]]:
         return self.client.budget_notes  # type: ignore[attr-defined,no-any-return]
+
+    @property
+    def budget_times(self) -> list[float]:
+        return self.client.budget_times  # type: ignore[attr-defined,no-any-return]
+
+    def shown(self, kind: types.MessageType | None = None) -> list[str]:
+        return [m.message for m in self.client.messages if kind is None or m.type == kind]
 
     # -- documents --
 
