@@ -168,6 +168,10 @@ class Locker:
         assert self.process.wait(10) == 0
 
 
+def spill_files(home: Path) -> list[Path]:
+    return sorted(home.glob("lsp-outbox-*"))
+
+
 async def timed(awaitable: Any) -> tuple[Any, float]:
     started = time.monotonic()
     result = await asyncio.wait_for(awaitable, 10)
@@ -217,7 +221,7 @@ async def test_what_the_store_could_not_take_is_kept_for_the_next_start(
         for n in range(2):
             await sidecar.request("meterline/recordCall", {**CALL, "requestId": f"k-{n}"})
         await sidecar.stop()  # waits a few seconds for the store, then spills
-        [spill] = meterline_home.glob("lsp-outbox-*.json")
+        [spill] = spill_files(meterline_home)
         kept = json.loads(spill.read_text())
         assert sorted(call["request_id"] for call in kept["calls"]) == ["k-0", "k-1"]
         assert spill.stat().st_mode & 0o777 == 0o600
@@ -227,4 +231,4 @@ async def test_what_the_store_could_not_take_is_kept_for_the_next_start(
     again = await start_sidecar()
     await eventually(lambda: len(again.calls()) == 2, what="the spilled calls stored")
     await again.stop()
-    assert list(meterline_home.glob("lsp-outbox-*")) == []
+    assert spill_files(meterline_home) == []  # claimed, stored, removed
