@@ -2,8 +2,10 @@
 message when the state turns warn and one when it turns blocked.
 
 The status comes from the store (the same object as `meterline status --json`), so calls
-recorded by other processes (the proxy, importers) move it too: the watcher polls once a
-second, and sooner after the sidecar stored something itself.
+recorded by other processes (the proxy, importers) move it too: the watcher reads it once a
+second, and as soon as the second is up after the sidecar stored something itself. It
+keeps the budgets in force too, so that a completion needs no read of its own to know
+whether an enforced budget exists (a change of config.toml is seen within a second).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agent import MeterlineError, status_line
 
 if TYPE_CHECKING:
-    from agent import StatusReport
+    from agent import Budget, StatusReport
     from lsp._outbox import StoreLink
 
 log = logging.getLogger("meterline.lsp")
@@ -66,10 +68,12 @@ class BudgetWatch:
         self.interval_s = interval_s
         self.min_gap_s = min_gap_s
         self.report: StatusReport | None = None
+        self.budgets: list[Budget] | None = None
         self.state: str | None = None
         self.blocked_said = False
         self._sent: tuple[Any, ...] | None = None
         self._sent_at = float("-inf")
+        self._read_at = float("-inf")
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._config_error: str | None = None
@@ -103,21 +107,33 @@ class BudgetWatch:
     async def _run(self) -> None:
         while True:
             self._poke.clear()
-            try:
-                report = await self.link.status(timeout_s=max(self.interval_s, 1.0))
-            except MeterlineError as exc:  # config.toml became invalid: say so once
-                if str(exc) != self._config_error:
-                    self._config_error = str(exc)
-                    log.warning("meterline: %s", exc)
-                report = None
-            if report is not None:
-                self._config_error = None
-                self.observe(report)
+            self._read_at = time.monotonic()
+            await self.refresh()
             wait = self.interval_s
             if self._unsent_change():
                 wait = max(0.0, self._sent_at + self.min_gap_s - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), wait)
+            # A poke means "look again", but not more than once per gap: what we would
+            # tell could not go out sooner anyway.
+            await asyncio.sleep(max(0.0, self._read_at + self.min_gap_s - time.monotonic()))
+
+    async def refresh(self) -> None:
+        """Read the budgets and the status from the store, and act on the status."""
+        timeout = max(self.interval_s, 1.0)
+        try:
+            budgets = await self.link.budgets(timeout_s=timeout)
+            report = await self.link.status(timeout_s=timeout)
+        except MeterlineError as exc:  # config.toml became invalid: say so once
+            if str(exc) != self._config_error:
+                self._config_error = str(exc)
+                log.warning("meterline: %s", exc)
+            return
+        self._config_error = None
+        if budgets is not None:
+            self.budgets = budgets
+        if report is not None:
+            self.observe(report)
 
     def _unsent_change(self) -> bool:
         return self.report is not None and fingerprint(self.report.to_json()) != self._sent

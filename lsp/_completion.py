@@ -34,7 +34,7 @@ from lsp._outbox import Release, Settle
 from lsp._suggestions import Suggestion
 
 if TYPE_CHECKING:
-    from agent import Budget, Reservation
+    from agent import Reservation
     from lsp._budget import BudgetWatch
     from lsp._options import Upstream
     from lsp._outbox import StoreLink
@@ -381,8 +381,15 @@ class CompletionService:
         return parse_reply(self.upstream, response.headers, body)
 
     async def _reserve(self, sent: str, context: Context) -> Reservation | None:
-        """Hold budget for the call when an enforced budget exists (raises BudgetBlocked)."""
-        budgets: list[Budget] | None = await self.link.budgets(STORE_WAIT_S)
+        """Hold budget for the call when an enforced budget exists (raises BudgetBlocked).
+
+        Which budgets exist comes from the watcher (read once a second), so a completion
+        without an enforced budget costs no store round trip; the reservation itself sums
+        usage inside the store's write transaction, so it is exact.
+        """
+        budgets = self.watch.budgets
+        if budgets is None:
+            budgets = await self.link.budgets(STORE_WAIT_S)
         if budgets is None:
             self._check_without_store()
             return None

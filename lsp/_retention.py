@@ -19,9 +19,11 @@ Pure arithmetic on positions; nothing here does I/O. docs/lsp.md states the rule
   as an editor's undo sends it) restores the accepted pieces that deletion removed. Only
   the last ``MAX_UNDO`` deletions per document are remembered.
 
-Costs: an edit visits each piece tracked in its document once (O(pieces), no document
-access); positions after the edit shift arithmetically; only pieces the edit overlaps are
-split.
+Costs: an edit looks at each accepted region of its document once: a region wholly
+before the edit is left alone, one wholly on later lines moves by a line offset kept for
+the region (O(1), its pieces are not touched); only a region on the lines the edit spans
+is visited piece by piece, and only the pieces the edit overlaps are split. Nothing here
+reads the document.
 """
 
 from __future__ import annotations
@@ -61,6 +63,39 @@ class Piece:
         if self.ends_line:
             return self.line + 1, 0
         return self.line, self.column + len(self.text)
+
+
+_NOWHERE = 1 << 62
+
+
+@dataclass(slots=True)
+class Region:
+    """The pieces of one accepted text. ``offset`` is added to every piece's line: moving
+    the whole region down or up is one addition, whatever its size."""
+
+    pieces: list[Piece]
+    offset: int = 0
+    first: int = _NOWHERE
+    last: int = -1
+
+    def __post_init__(self) -> None:
+        self.measure()
+
+    def settle(self) -> list[Piece]:
+        """The pieces with their true lines (the offset applied to each)."""
+        if self.offset:
+            for piece in self.pieces:
+                piece.line += self.offset
+            self.offset = 0
+        return self.pieces
+
+    def measure(self) -> None:
+        """The first and last line any piece is on (pieces must be settled)."""
+        if self.pieces:
+            self.first = min(piece.line for piece in self.pieces)
+            self.last = max(piece.line for piece in self.pieces)
+        else:
+            self.first, self.last = _NOWHERE, -1
 
 
 @dataclass(slots=True)
@@ -112,7 +147,7 @@ class Tracker:
     __slots__ = ("anchors", "regions", "tombstones")
 
     def __init__(self) -> None:
-        self.regions: dict[str, list[Piece]] = {}
+        self.regions: dict[str, Region] = {}
         self.anchors: dict[str, Pos] = {}
         self.tombstones: deque[Tombstone] = deque(maxlen=MAX_UNDO)
 
@@ -120,7 +155,12 @@ class Tracker:
         return bool(self.regions or self.anchors)
 
     def track(self, suggestion_id: str, pieces: list[Piece]) -> None:
-        self.regions[suggestion_id] = pieces
+        self.regions[suggestion_id] = Region(pieces)
+
+    def pieces(self, suggestion_id: str) -> list[Piece]:
+        """The region's pieces with their true lines."""
+        region = self.regions.get(suggestion_id)
+        return region.settle() if region is not None else []
 
     def forget(self, suggestion_id: str) -> None:
         self.regions.pop(suggestion_id, None)
@@ -129,7 +169,8 @@ class Tracker:
             self.tombstones.clear()
 
     def counts(self, suggestion_id: str) -> tuple[int, int]:
-        return piece_counts(self.regions.get(suggestion_id, []))
+        region = self.regions.get(suggestion_id)
+        return piece_counts(region.pieces) if region is not None else (0, 0)
 
     # -- following an edit -----------------------------------------------------------------
 
@@ -154,11 +195,12 @@ class Tracker:
 
     def _restore(self, tombstone: Tombstone, edit: Edit) -> None:
         for part in tombstone.parts:
-            pieces = self.regions.get(part.suggestion_id)
-            if pieces is None:
+            region = self.regions.get(part.suggestion_id)
+            if region is None:
                 continue
             line, column = advance(edit.start, edit.text[:part.offset])
-            pieces.append(Piece(line, column, part.text, part.source_line))
+            region.settle().append(Piece(line, column, part.text, part.source_line))
+            region.measure()
 
     def _shift_tombstones(self, edit: Edit) -> None:
         start, end = edit.start, edit.end
@@ -182,11 +224,21 @@ class Tracker:
 
     def _shift_pieces(self, edit: Edit) -> None:
         start, end = edit.start, edit.end
-        last_line = end[0]
+        first_line, last_line = start[0], end[0]
         delta = edit.line_delta
         insertion = start == end
         removed: list[Removed] = []
-        for suggestion_id, pieces in self.regions.items():
+        for suggestion_id, region in self.regions.items():
+            offset = region.offset
+            if region.first + offset > last_line:
+                # Wholly on later lines: one addition moves it.
+                region.offset += delta
+                continue
+            if region.last + offset < first_line:
+                # Wholly on earlier lines: its last piece ends at (last + 1, 0) at the
+                # latest, which is not after the edit's start.
+                continue
+            pieces = region.settle()
             index = 0
             while index < len(pieces):
                 piece = pieces[index]
@@ -212,6 +264,7 @@ class Tracker:
                                            piece.text[cut_from:cut_to], piece.source_line))
                 pieces[index:index + 1] = parts
                 index += len(parts)
+            region.measure()
         if removed and len(edit.removed) <= MAX_UNDO_CHARS:
             self.tombstones.append(Tombstone(start, edit.inserted_end, edit.removed, removed))
 
@@ -301,4 +354,4 @@ def locate(document: Document, anchor: Pos, text: str) -> list[Piece] | None:
     return None
 
 
-__all__ = ["Piece", "Tracker", "locate", "match_at", "piece_counts", "text_counts"]
+__all__ = ["Piece", "Region", "Tracker", "locate", "match_at", "piece_counts", "text_counts"]

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 import threading
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
 
@@ -30,8 +30,20 @@ def configure_logging(level: str) -> None:
     logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
 
 
+async def stdin_reader(stdin: BinaryIO, server: MeterlineServer) -> Any:
+    """An asyncio reader of stdin. pygls's reads each header line and body in a thread
+    (four thread hops a message); a pipe can be read by the event loop itself."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**26)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    except (OSError, ValueError):  # not a pipe (a file, a terminal): read in a thread
+        return StdinAsyncReader(stdin, server.thread_pool)
+    return reader
+
+
 async def serve(server: MeterlineServer, stdin: BinaryIO, stdout: BinaryIO) -> None:
-    reader = StdinAsyncReader(stdin, server.thread_pool)
+    reader = await stdin_reader(stdin, server)
     server.protocol.set_writer(StdoutWriter(stdout))
     try:
         await run_async(stop_event=threading.Event(), reader=reader, protocol=server.protocol,
@@ -57,6 +69,9 @@ def run(log_level: str = "warning") -> int:
         code = exit_.code if isinstance(exit_.code, int) else 0
     except KeyboardInterrupt:
         code = 130
+    except Exception:  # the input ended mid-message, or worse: still keep the events
+        log.exception("meterline: the language server stopped")
+        code = 1
     finally:
         server.link.spill()
     return code

@@ -98,6 +98,10 @@ class Suggestions:
         self.schedule = schedule
         self.items: dict[str, Suggestion] = {}
         self.by_uri: dict[str, set[str]] = {}
+        #: The one offer per document not replaced yet: a newer offer replaces it.
+        self.current: dict[str, str] = {}
+        #: Accepted texts not found in their document yet, looked for on its next changes.
+        self.looking: dict[str, set[str]] = {}
         self.resolved: OrderedDict[str, State] = OrderedDict()
 
     # -- events ----------------------------------------------------------------------------
@@ -145,13 +149,16 @@ class Suggestions:
             self.unanswered_s, functools.partial(self._reject_quietly, suggestion.id)))
 
     def _replace_older(self, newer: Suggestion) -> None:
-        for other_id in self.by_uri.get(newer.uri or "", ()):
-            other = self.items[other_id]
-            if other is newer or other.state != "offered" or other.replaced:
-                continue
-            other.replaced = True
-            other.timers.append(self.schedule(
-                self.replaced_grace_s, functools.partial(self._reject_quietly, other_id)))
+        if newer.uri is None:
+            return
+        other_id = self.current.get(newer.uri)
+        self.current[newer.uri] = newer.id
+        other = self.items.get(other_id) if other_id is not None else None
+        if other is None or other is newer or other.state != "offered" or other.replaced:
+            return
+        other.replaced = True
+        other.timers.append(self.schedule(
+            self.replaced_grace_s, functools.partial(self._reject_quietly, other.id)))
 
     # -- rejected --------------------------------------------------------------------------
 
@@ -209,42 +216,50 @@ class Suggestions:
         tracker.track(suggestion.id, pieces or [])
         if pieces is None and anchor is not None and suggestion.text:
             suggestion.look_again = LOOK_AGAIN_CHANGES
+            self.looking.setdefault(uri, set()).add(suggestion.id)
         else:
             tracker.anchors.pop(suggestion.id, None)
 
     def document_changed(self, uri: str) -> None:
         """Look again for accepted texts not found yet (their didChange came late)."""
-        ids = self.by_uri.get(uri)
+        ids = self.looking.get(uri)
         if not ids:
             return
         for suggestion_id in list(ids):
-            suggestion = self.items[suggestion_id]
-            if suggestion.look_again <= 0:
-                continue
-            self._look_again(suggestion, uri)
+            self._look_again(self.items[suggestion_id], uri)
 
     def _look_again(self, suggestion: Suggestion, uri: str) -> None:
         document = self.documents.get(uri)
-        tracker = self.documents.tracker(uri)
-        anchor = tracker.anchors.get(suggestion.id)
+        anchor = self.documents.tracker(uri).anchors.get(suggestion.id)
         if document is None or anchor is None:
-            suggestion.look_again = 0
+            self._stop_looking(suggestion)
             return
         pieces = locate(document, anchor, suggestion.text)
         suggestion.look_again -= 1
         if pieces is not None:
-            tracker.track(suggestion.id, pieces)
+            self.documents.tracker(uri).track(suggestion.id, pieces)
             suggestion.look_again = 0
-        if suggestion.look_again == 0:
+        if suggestion.look_again <= 0:
+            self._stop_looking(suggestion)
+
+    def _stop_looking(self, suggestion: Suggestion) -> None:
+        suggestion.look_again = 0
+        uri = suggestion.uri
+        if uri is None or uri not in self.looking:
+            return
+        ids = self.looking[uri]
+        ids.discard(suggestion.id)
+        if not ids:
+            del self.looking[uri]
+        tracker = self.documents.trackers.get(uri)
+        if tracker is not None:
             tracker.anchors.pop(suggestion.id, None)
 
     def _checkpoint(self, suggestion_id: str, seconds: int, last: bool) -> None:
         suggestion = self.items.get(suggestion_id)
         if suggestion is None:
             return
-        if suggestion.look_again and suggestion.uri is not None:
-            suggestion.look_again = 0
-            self.documents.tracker(suggestion.uri).anchors.pop(suggestion_id, None)
+        self._stop_looking(suggestion)
         counts = self.counts(suggestion)
         if counts is not None:
             self._event(suggestion, "retained", counts, checkpoint_s=seconds)
@@ -269,7 +284,7 @@ class Suggestions:
             if suggestion.state == "offered":
                 self.reject(suggestion_id)
             elif suggestion.measured and suggestion.frozen is None:
-                suggestion.look_again = 0
+                self._stop_looking(suggestion)
                 suggestion.frozen = (closed.tracker.counts(suggestion_id)
                                      if closed.tracker is not None else (0, 0))
 
@@ -292,12 +307,15 @@ class Suggestions:
 
     def _drop(self, suggestion: Suggestion) -> None:
         suggestion.cancel_timers()
+        self._stop_looking(suggestion)
         self.items.pop(suggestion.id, None)
         self.resolved[suggestion.id] = suggestion.state
         while len(self.resolved) > _RESOLVED_KEPT:
             self.resolved.popitem(last=False)
         uri = suggestion.uri
         if uri is not None:
+            if self.current.get(uri) == suggestion.id:
+                del self.current[uri]
             ids = self.by_uri.get(uri)
             if ids is not None:
                 ids.discard(suggestion.id)

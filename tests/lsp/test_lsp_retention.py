@@ -36,6 +36,19 @@ def test_counts_of_a_text() -> None:
     assert text_counts("a\r\nb") == (3, 2)  # a CRLF is one character
 
 
+def test_regions_far_from_an_edit_move_without_visiting_their_pieces() -> None:
+    document, tracker = accepted_document()
+    region = tracker.regions["s"]
+    edit(document, tracker, (0, 0), (0, 0), "import os\n\n")
+    assert region.offset == 2  # moved by one addition
+    edit(document, tracker, (9, 0), (9, 0), "x")  # after it: nothing to do
+    assert region.offset == 2
+    assert [p.line + region.offset for p in region.pieces] == [3, 4, 5, 6]
+    edit(document, tracker, (4, 8), (4, 8), "y")  # on its lines: settled, then split
+    assert region.offset == 0
+    assert [p.line for p in region.pieces] == [3, 4, 4, 5, 6]
+
+
 def test_untouched_text_is_all_retained() -> None:
     document, tracker = accepted_document()
     assert tracker.counts("s") == text_counts(ACCEPTED)
@@ -203,8 +216,11 @@ def test_retention_matches_a_character_by_character_model(
                 if not text and b > a else None
         assert document.full_text() == "".join(c for c, _ in model)
         assert tracker.counts("s") == model_counts(model)
-        for piece in tracker.regions["s"]:
-            assert document.text_between(piece.start, piece.end) == piece.text
+        region = tracker.regions["s"]  # read without settling the lazy line offset
+        for piece in region.pieces:
+            line = piece.line + region.offset
+            end = (line + 1, 0) if piece.ends_line else (line, piece.column + len(piece.text))
+            assert document.text_between((line, piece.column), end) == piece.text
 
 
 def _pos_of(document: Document, index: int) -> Pos:
