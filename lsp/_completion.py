@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import httpx
 from lsprotocol import types
 
-from agent import BudgetBlocked, Call, estimate_tokens, new_id, price_call
+from agent import BudgetBlocked, Call, MeterlineError, estimate_tokens, new_id, price_call
 from lsp._documents import Document, Pos
 from lsp._outbox import Release, Settle
+from lsp._reservations import Reservations
 from lsp._suggestions import Suggestion
 
 if TYPE_CHECKING:
@@ -281,11 +282,23 @@ class CompletionService:
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(
             upstream.timeout_s, connect=min(5.0, upstream.timeout_s)))
         self._jobs: set[asyncio.Task[Suggestion | None]] = set()
+        # What any request can cost at most: the whole prompt window and max_tokens.
+        window = Prompt("x" * upstream.context_before, "x" * upstream.context_after, "")
+        _, largest = request_for(upstream, window)
+        bound = call_for(upstream, TokenUsage(estimate_tokens(sent_text(largest)) + 16,
+                                              upstream.max_tokens),
+                         sent="", received="", latency_ms=0, status="ok",
+                         context=Context("", (0, 0), None, None), prices=prices)
+        self.reservations = Reservations(
+            link, cost_micro=bound.cost_micro_usd or 0,
+            tokens=bound.input_tokens + bound.output_tokens,
+            release=self._release, wait_s=STORE_WAIT_S)
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """Let calls in flight finish (and be recorded), then close the HTTP client."""
         if self._jobs:
             await asyncio.wait(set(self._jobs), timeout=timeout_s)
+        await self.reservations.aclose()
         await self.client.aclose()
 
     async def complete(self, prompt: Prompt, context: Context,
@@ -319,7 +332,7 @@ class CompletionService:
         headers, body = request_for(upstream, prompt)
         sent = sent_text(body)
         try:
-            reservation = await self._reserve(sent, context)
+            reservation = await self._reserve()
         except BudgetBlocked as blocked:
             self.watch.say_blocked(str(blocked))
             return None
@@ -380,28 +393,26 @@ class CompletionService:
             raise UpstreamError("the response is not a JSON object", reached=True)
         return parse_reply(self.upstream, response.headers, body)
 
-    async def _reserve(self, sent: str, context: Context) -> Reservation | None:
+    async def _reserve(self) -> Reservation | None:
         """Hold budget for the call when an enforced budget exists (raises BudgetBlocked).
 
         Which budgets exist comes from the watcher (read once a second), so a completion
-        without an enforced budget costs no store round trip; the reservation itself sums
-        usage inside the store's write transaction, so it is exact.
+        without an enforced budget costs no store round trip; with one, a reservation is
+        usually ready (``lsp._reservations``), made in the store's write transaction.
         """
         budgets = self.watch.budgets
         if budgets is None:
-            budgets = await self.link.budgets(STORE_WAIT_S)
+            try:
+                budgets = await self.link.budgets(STORE_WAIT_S)
+            except MeterlineError:  # config.toml is invalid: the watcher says so, once
+                budgets = None
         if budgets is None:
             self._check_without_store()
             return None
         if not any(budget.mode == "enforce" for budget in budgets):
+            self.reservations.drop()
             return None
-        upstream = self.upstream
-        estimate = call_for(upstream, TokenUsage(estimate_tokens(sent), upstream.max_tokens),
-                            sent=sent, received="", latency_ms=0, status="ok",
-                            context=context, prices=self.prices)
-        reservation = await self.link.reserve(
-            budgets, cost_micro=estimate.cost_micro_usd or 0,
-            tokens=estimate.input_tokens + estimate.output_tokens, timeout_s=STORE_WAIT_S)
+        reservation = await self.reservations.take(budgets)
         if reservation is None:
             self._check_without_store()
         return reservation

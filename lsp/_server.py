@@ -71,20 +71,30 @@ class MeterlineServer(LanguageServer):
         self.suggestions = Suggestions(self.documents, self.link.put)
         self.completion: CompletionService | None = None
         self.folders: list[str] = []
+        self._workspaces: dict[str, str] = {}
         self._stopped = False
+        self._reporting = False
 
     # -- talking to the editor -------------------------------------------------------------
 
     def show(self, kind: types.MessageType, text: str) -> None:
         log.info("%s", text)
-        self.window_show_message(types.ShowMessageParams(type=kind, message=text))
+        self._tell(self.window_show_message, types.ShowMessageParams(type=kind, message=text))
 
     def show_level(self, level: str, text: str) -> None:
         self.show(_LEVELS.get(level, types.MessageType.Info), text)
 
     def log_to_editor(self, kind: types.MessageType, text: str) -> None:
         log.warning("%s", text)
-        self.window_log_message(types.LogMessageParams(type=kind, message=text))
+        self._tell(self.window_log_message, types.LogMessageParams(type=kind, message=text))
+
+    def _tell(self, send: Callable[[Any], None], params: Any) -> None:
+        # The editor may be gone (a closed pipe while shutting down): what we meant to
+        # tell it is in the stderr log already, and the sidecar must keep going.
+        try:
+            send(params)
+        except (OSError, ValueError):
+            log.debug("meterline: could not reach the editor")
 
     def warn(self, text: str) -> None:
         self.log_to_editor(types.MessageType.Warning, text)
@@ -95,10 +105,14 @@ class MeterlineServer(LanguageServer):
     def report_server_error(self, error: Exception, source: Any) -> None:
         # Requests were answered with the error already; anything else (a malformed
         # notification) goes to the editor's log, never a pop-up per bad message.
-        if source is FeatureRequestError:
+        if source is FeatureRequestError or self._reporting:
             return
-        text = str(error).removeprefix("pygls.exceptions.JsonRpcInvalidParams: ")
-        self.log_to_editor(types.MessageType.Error, f"meterline: {text}")
+        self._reporting = True  # a failing write reports itself: do not go round in circles
+        try:
+            text = str(error).removeprefix("pygls.exceptions.JsonRpcInvalidParams: ")
+            self.log_to_editor(types.MessageType.Error, f"meterline: {text}")
+        finally:
+            self._reporting = False
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -150,7 +164,10 @@ class MeterlineServer(LanguageServer):
         if not matches:
             return None
         folder = max(matches, key=len)
-        return workspace_hash(to_fs_path(folder) or folder)
+        hashed = self._workspaces.get(folder)
+        if hashed is None:
+            hashed = self._workspaces[folder] = workspace_hash(to_fs_path(folder) or folder)
+        return hashed
 
 
 # -- handlers ------------------------------------------------------------------------------

@@ -46,6 +46,17 @@ class OpenDocuments:
             del self.trackers[uri]
 
     def open(self, item: types.TextDocumentItem) -> Document:
+        known = self.documents.get(item.uri)
+        if known is not None:
+            # Opened again without a close: take the new text as a change, so that what
+            # is tracked in it follows instead of pointing into the old text.
+            edit = known.replace_all(item.text)
+            tracker = self.trackers.get(item.uri)
+            if tracker:
+                tracker.apply(edit)
+            known.version = item.version
+            known.language_id = str(item.language_id)
+            return known
         document = Document(item.uri, item.text, language_id=str(item.language_id),
                             version=item.version, encoding=self.encoding)
         self.documents[item.uri] = document
