@@ -312,6 +312,7 @@ class CompletionService:
         except asyncio.CancelledError:
             job.cancelled = True
             raise
+        self.reservations.prepare_next()
         if suggestion is None:
             return []
         return [types.InlineCompletionItem(

@@ -42,13 +42,18 @@ async def test_the_next_reservation_is_made_ahead(tmp_path: Path) -> None:
     link, reservations, db = await started(tmp_path)
     first = await reservations.take(ROOMY)
     assert first is not None
-    assert reservations._refill is not None
-    await reservations._refill
-    assert held(db) == 2  # the one in use and the one ready
-    ready = reservations._ready
+    assert not reservations._refills  # not while the request is still running ...
+    reservations.prepare_next()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # ... but once its response is out
+    assert len(reservations._refills) == _reservations.READY
+    await asyncio.wait(reservations._refills)
+    assert reservations.ready == _reservations.READY
+    assert held(db) == 1 + _reservations.READY  # the one in use and the ready ones
+    ready = reservations._ready[0][0]
     second = await reservations.take(ROOMY)
     assert second is ready  # no store round trip on the way
-    await reservations.aclose()  # the ready one goes back
+    await reservations.aclose()  # the ready ones go back
     await settled(link)
     assert held(db) == 2  # first and second are still held by their (unsettled) calls
     await link.close()
@@ -61,11 +66,12 @@ async def test_a_refusal_is_never_cached(tmp_path: Path) -> None:
                                      cost_micro_usd=20_000)])  # $0.02 > $0.01
     with pytest.raises(BudgetBlocked):
         await reservations.take(TIGHT)
-    assert reservations._ready is None  # nothing made ahead after a refusal
+    reservations.prepare_next()  # nothing to prepare after a refusal
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert reservations.ready == 0
+    assert not reservations._refills
     assert await reservations.take(ROOMY) is not None  # the store is asked again
-    assert reservations._refill is not None
-    await reservations._refill
-    assert reservations._ready is not None
     await reservations.aclose()
     await link.close()
 
@@ -76,11 +82,13 @@ async def test_an_unused_ready_reservation_is_given_back(tmp_path: Path,
     monkeypatch.setattr(_reservations, "IDLE_S", 0.2)
     link, reservations, db = await started(tmp_path)
     await reservations.take(ROOMY)
-    assert reservations._refill is not None
-    await reservations._refill
-    assert held(db) == 2
+    reservations.prepare_next()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    await asyncio.wait(reservations._refills)
+    assert held(db) == 1 + _reservations.READY
     await asyncio.sleep(0.4)
     await settled(link)
     assert held(db) == 1  # only the one a call took
-    assert reservations._ready is None
+    assert reservations.ready == 0
     await link.close()
