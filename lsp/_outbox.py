@@ -241,19 +241,28 @@ class StoreLink:
 
     # -- bounded reads and reservations ----------------------------------------------------
 
+    async def _opened_store(self, timeout_s: float) -> Store | None:
+        """The store, waiting up to ``timeout_s`` for it to open (a slow start, a lock)."""
+        if self.store is None and not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._opened.wait()), timeout_s)
+        return self.store
+
     async def budgets(self, timeout_s: float) -> list[Budget] | None:
         """The budgets in force, or None when the store does not answer in time."""
-        store = self.store
+        started = time.monotonic()
+        store = await self._opened_store(timeout_s)
         if store is None:
             return None
-        return await _bounded(store.budgets(), timeout_s)
+        return await _bounded(store.budgets(), timeout_s - (time.monotonic() - started))
 
     async def status(self, timeout_s: float) -> StatusReport | None:
         """The status report, or None when the store does not answer in time."""
-        store = self.store
+        started = time.monotonic()
+        store = await self._opened_store(timeout_s)
         if store is None:
             return None
-        return await _bounded(store.status(), timeout_s)
+        return await _bounded(store.status(), timeout_s - (time.monotonic() - started))
 
     async def reserve(self, budgets: Sequence[Budget], *, cost_micro: int, tokens: int,
                       timeout_s: float) -> Reservation | None:
