@@ -132,12 +132,14 @@ class Reply(NamedTuple):
 
 
 class UpstreamError(Exception):
-    """The upstream failed; ``reached`` when the request got there (it may have billed)."""
+    """The upstream failed. ``reached``: the request got there; ``billed``: it answered as
+    a success (so the model ran), but with something we cannot read."""
 
-    def __init__(self, message: str, *, reached: bool, usage: TokenUsage | None = None
-                 ) -> None:
+    def __init__(self, message: str, *, reached: bool, billed: bool = False,
+                 usage: TokenUsage | None = None) -> None:
         super().__init__(message)
         self.reached = reached
+        self.billed = billed
         self.usage = usage
 
 
@@ -207,7 +209,7 @@ def parse_reply(upstream: Upstream, headers: Mapping[str, str], body: Any) -> Re
             request_id = headers.get("x-request-id") or body.get("id")
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise UpstreamError(f"unexpected response from {upstream.provider} "
-                            f"(missing {exc})", reached=True) from None
+                            f"(missing {exc})", reached=True, billed=True) from None
     model = body.get("model") if isinstance(body, dict) else None
     return Reply(text=text if isinstance(text, str) else "", usage=usage,
                  request_id=request_id if isinstance(request_id, str) and request_id
@@ -329,17 +331,27 @@ class CompletionService:
             return None
 
     async def _metered(self, prompt: Prompt, context: Context, job: _Job) -> Suggestion | None:
-        upstream = self.upstream
-        headers, body = request_for(upstream, prompt)
-        sent = sent_text(body)
         try:
             reservation = await self._reserve()
         except BudgetBlocked as blocked:
             self.watch.say_blocked(str(blocked))
             return None
+        try:
+            return await self._call(prompt, context, job, reservation)
+        except BaseException:
+            # Whatever went wrong before the call was recorded: give the budget back.
+            self._release(reservation)
+            raise
+
+    async def _call(self, prompt: Prompt, context: Context, job: _Job,
+                    reservation: Reservation | None) -> Suggestion | None:
+        """Send the request and record the call; the reservation is settled or released."""
         if job.cancelled:
             self._release(reservation)
             return None
+        upstream = self.upstream
+        headers, body = request_for(upstream, prompt)
+        sent = sent_text(body)
         started = time.perf_counter()
         try:
             response = await self.client.post(upstream.url, headers=headers, json=body)
@@ -355,10 +367,11 @@ class CompletionService:
             if not reached:
                 self._release(reservation)
                 return None
-            # It got there: an answer with usage counts it; without, estimate the input it
-            # read (a timeout may still be billed); an HTTP error without usage costs nothing.
+            # It got there: an answer with usage counts it; without, the input it read is
+            # estimated when the model may have run (a success we cannot read, a timeout),
+            # and an HTTP error without usage costs nothing.
             usage = exc.usage if isinstance(exc, UpstreamError) else None
-            if isinstance(exc, UpstreamError) and usage is None:
+            if isinstance(exc, UpstreamError) and usage is None and not exc.billed:
                 usage = TokenUsage(0, 0)
             call = call_for(upstream, usage, sent=sent, received="", latency_ms=latency_ms,
                             status="error", context=context, prices=self.prices)
@@ -391,7 +404,7 @@ class CompletionService:
             raise UpstreamError(f"HTTP {response.status_code}: {message}", reached=True,
                                 usage=usage)
         if not isinstance(body, dict):
-            raise UpstreamError("the response is not a JSON object", reached=True)
+            raise UpstreamError("the response is not a JSON object", reached=True, billed=True)
         return parse_reply(self.upstream, response.headers, body)
 
     async def _reserve(self) -> Reservation | None:

@@ -143,8 +143,13 @@ async def test_upstream_errors_give_no_items_one_log_message_and_no_crash(
     assert "The server had an error" in failures[0]
     assert "not a JSON object" in failures[1]
     await sidecar.stop()
-    statuses = [(c["status"], c["input_tokens"], c["output_tokens"]) for c in sidecar.calls()]
-    assert statuses == [("error", 0, 0), ("error", 0, 0), ("ok", 50, 7)]
+    sent = upstream.requests[1].body
+    estimate = -(-sum(len(m["content"]) for m in sent["messages"]) // 4)
+    statuses = [(c["status"], c["input_tokens"], c["output_tokens"], c["estimated"])
+                for c in sidecar.calls()]
+    # The HTTP error billed nothing; the unreadable success ran the model: its input is
+    # estimated (and flagged); the good one is as reported.
+    assert statuses == [("error", 0, 0, 0), ("error", estimate, 0, 1), ("ok", 50, 7, 0)]
     assert not sidecar.client.messages  # no pop-ups for upstream trouble
 
 
