@@ -10,7 +10,7 @@ meterline/* methods    ``lsp._methods``
 inline completion      ``lsp._completion``
 outcomes               ``lsp._suggestions`` (life of a suggestion), ``lsp._retention``
 budget in the editor   ``lsp._budget``
-the store              ``lsp._outbox``
+the store              ``lsp._outbox``, ``lsp._reservations`` (budget held ahead)
 =====================  ============================================================
 """
 
