@@ -96,6 +96,8 @@ class StoreLink:
         self.busy_timeout_ms = busy_timeout_ms
         self.store: Store | None = None
         self.on_commit: Callable[[], None] | None = None
+        #: Gives a call without a cost its price, just before it is written.
+        self.pricer: Callable[[Call], int | None] | None = None
         self._pending: list[Item] = []
         self._claimed: list[Path] = []
         self._wake = asyncio.Event()
@@ -199,9 +201,18 @@ class StoreLink:
                 self._idle.set()
                 self._drop_claimed_spills()
 
+    def _price(self, batch: Sequence[Item]) -> None:
+        if self.pricer is None:
+            return
+        for item in batch:
+            call = item.call if isinstance(item, Settle) else item
+            if isinstance(call, Call) and call.cost_micro_usd is None:
+                call.cost_micro_usd = self.pricer(call)
+
     async def _write(self, store: Store, batch: Sequence[Item]
                      ) -> tuple[list[Item], Exception | None]:
         """Submit the batch as a few store operations (one group commit); say which held."""
+        self._price(batch)
         groups: list[tuple[list[Item], Any]] = []
         calls = [item for item in batch if isinstance(item, Call)]
         events = [item for item in batch if isinstance(item, SuggestionEvent)]

@@ -28,7 +28,15 @@ from pygls.exceptions import FeatureRequestError, JsonRpcInternalError, JsonRpcI
 from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
-from agent import ConfigError, InputError, MeterlineError, Settings, load_settings, workspace_hash
+from agent import (
+    ConfigError,
+    InputError,
+    MeterlineError,
+    Settings,
+    load_settings,
+    price_call,
+    workspace_hash,
+)
 from lsp import _methods
 from lsp._budget import BudgetWatch
 from lsp._completion import ACCEPT_COMMAND, CompletionService, Context, prompt_at
@@ -144,6 +152,8 @@ class MeterlineServer(LanguageServer):
                 upstream, link=self.link, watch=self.watch, suggestions=self.suggestions,
                 prices=self.settings.prices, say=self.warn)
         self.link.on_commit = self.watch.poke
+        prices = self.settings.prices
+        self.link.pricer = lambda call: price_call(call, prices)
         await self.link.start(OPEN_WAIT_S)
 
     async def stop(self) -> None:
