@@ -207,6 +207,11 @@ async def shutdown(ls: MeterlineServer, params: None) -> None:
     await ls.stop()
 
 
+def did_change_configuration(ls: MeterlineServer,
+                             params: types.DidChangeConfigurationParams) -> None:
+    """Editors send their settings to every server; the sidecar's come at initialize."""
+
+
 def did_open(ls: MeterlineServer, params: types.DidOpenTextDocumentParams) -> None:
     ls.documents.open(params.text_document)
 
@@ -295,6 +300,7 @@ def create_server(*, db_path: str | None = None) -> MeterlineServer:
         (types.INITIALIZE, initialize, None),
         (types.INITIALIZED, initialized, None),
         (types.SHUTDOWN, shutdown, None),
+        (types.WORKSPACE_DID_CHANGE_CONFIGURATION, did_change_configuration, None),
         (types.TEXT_DOCUMENT_DID_OPEN, did_open, None),
         (types.TEXT_DOCUMENT_DID_CHANGE, did_change, None),
         (types.TEXT_DOCUMENT_DID_CLOSE, did_close, None),

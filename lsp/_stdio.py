@@ -26,8 +26,11 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # pygls logs every message body at INFO: documents and completions do not belong in logs.
-    logging.getLogger("pygls").setLevel(max(logging.WARNING, root.level))
+    # pygls logs every message body at INFO: documents and completions do not belong in
+    # logs. Its warnings (a cancel for a request already answered, a notification we do not
+    # handle) are routine with real editors: shown only when asking for more than warnings.
+    logging.getLogger("pygls").setLevel(
+        logging.WARNING if root.level < logging.WARNING else logging.ERROR)
 
 
 async def stdin_reader(stdin: BinaryIO, server: MeterlineServer) -> Any:
