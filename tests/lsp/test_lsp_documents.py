@@ -95,3 +95,21 @@ def test_the_window_around_the_cursor_reads_only_nearby_lines() -> None:
     assert document.before(pos, 20) == "49998\nline 49999\nlin"
     assert document.after(pos, 12) == "e 50000\nline"
     assert len(document.before(pos, 4000)) == 4000
+
+
+def test_changes_arrive_in_the_clients_utf16_columns() -> None:
+    from lsprotocol import types
+
+    from lsp._sync import OpenDocuments
+
+    documents = OpenDocuments(encoding="utf-16")
+    documents.open(types.TextDocumentItem(uri="u", language_id="python", version=1,
+                                          text='s = "😀😀"\n'))
+    # UTF-16 column 7 is after the first emoji (two units each): code point 6.
+    assert documents.change("u", 2, [types.TextDocumentContentChangePartial(
+        range=types.Range(start=types.Position(0, 7), end=types.Position(0, 9)), text="!")])
+    document = documents.get("u")
+    assert document is not None
+    assert document.full_text() == 's = "😀!"\n'
+    assert document.client_position((0, 7)) == (0, 8)
+    assert not documents.change("nope", 2, [])

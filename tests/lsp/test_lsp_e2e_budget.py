@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from lsp_harness import KEYS, PRICES, StartSidecar, eventually, openai_init
+from lsp_harness import KEYS, METERLINE, PRICES, StartSidecar, eventually, openai_init
 from lsp_upstream import Upstream
 from lsprotocol import types
 
@@ -92,3 +92,20 @@ async def test_budget_notifications_come_on_change_at_most_once_a_second(
     count = len(sidecar.budget_notes)
     await asyncio.sleep(1.5)
     assert len(sidecar.budget_notes) == count  # nothing changed: nothing sent
+
+
+async def test_calls_recorded_by_another_process_move_the_budget_too(
+        start_sidecar: StartSidecar) -> None:
+    sidecar = await start_sidecar(config='[[budgets]]\nname = "d"\nlimit_usd = 1\n')
+    await eventually(lambda: sidecar.budget_notes, what="the first meterline/budget")
+    call = ('{"tool":"aider","provider":"anthropic","model":"claude-x",'
+            '"input_tokens":10,"output_tokens":2,"cost_micro_usd":900000}')
+    process = await asyncio.create_subprocess_exec(
+        METERLINE, "record", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL)
+    await process.communicate(call.encode())
+    assert process.returncode == 0
+    await eventually(lambda: sidecar.budget_notes[-1]["state"] == "warn",
+                     what="the proxy-style call seen by the sidecar")
+    assert sidecar.budget_notes[-1]["usedUsd"] == 0.9
+    assert len(sidecar.shown(types.MessageType.Warning)) == 1
