@@ -358,7 +358,6 @@ def main(argv: list[str] | None = None) -> None:
     report_pair("2c. didChange end to end over stdio, 10,000 lines, 100 tracked regions",
                 alone, after, ("no-op request alone", "didChange + the same request"),
                 targets=(1.0, 1.0))
-    print("    (the target is for p99 <= 1 ms; the p50 line shows the same bound)")
 
 
 if __name__ == "__main__":
