@@ -81,5 +81,10 @@ def run(log_level: str = "warning") -> int:
         log.exception("meterline: the language server stopped")
         code = 1
     finally:
-        server.link.spill()
+        try:
+            server.link.spill()
+        except OSError as exc:  # nowhere to keep them: say what is lost, loudly
+            log.error("meterline: %d event(s) could not be stored or kept: %s",
+                      server.link.pending, exc)
+            code = code or 1
     return code
