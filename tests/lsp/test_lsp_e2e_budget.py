@@ -87,7 +87,9 @@ async def test_budget_notifications_come_on_change_at_most_once_a_second(
     gaps = [b - a for a, b in zip(sidecar.budget_times, sidecar.budget_times[1:],
                                   strict=False)]
     assert gaps
-    assert min(gaps) >= 0.9  # at most once a second (client-side clock, some jitter)
+    # At most once a second: the server spaces them by 1 s; measured where they arrive,
+    # a busy client (or machine) can shorten a gap by the delay of the one before.
+    assert min(gaps) >= 0.75
     assert 2 <= len(sidecar.budget_notes) <= 5  # on change, not once per call
     count = len(sidecar.budget_notes)
     await asyncio.sleep(1.5)

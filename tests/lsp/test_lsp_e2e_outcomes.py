@@ -105,7 +105,7 @@ async def test_replaced_and_unanswered_suggestions_are_rejected(
         start_sidecar: StartSidecar, upstream: Upstream) -> None:
     upstream.default = Reply(text="x = 1")
     sidecar = await start_sidecar(init=openai_init(
-        upstream, rejectReplacedAfterSeconds=0.3, rejectUnansweredAfterSeconds=1.5,
+        upstream, rejectReplacedAfterSeconds=0.3, rejectUnansweredAfterSeconds=3,
         retentionCheckpoints=[60]), config=PRICES, env=KEYS)
     sidecar.open(uri("r"), SOURCE)
     [first] = await sidecar.complete(uri("r"), 1, 4)
