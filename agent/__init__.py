@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         workspace_hash,
     )
     from agent._ids import new_id
+    from agent._paths import home as home_dir
     from agent._pricing import price_call
     from agent._queries import (
         Breakdown,
@@ -69,6 +70,7 @@ _EXPORTS = {
     "workspace_hash": "agent._events",
     "estimate_tokens": "agent._estimate",
     "new_id": "agent._ids",
+    "home_dir": ("agent._paths", "home"),
     "Breakdown": "agent._queries",
     "breakdown": "agent._queries",
     "funnel": "agent._queries",
@@ -108,6 +110,7 @@ __all__ = [
     "breakdown",
     "estimate_tokens",
     "funnel",
+    "home_dir",
     "load_settings",
     "new_id",
     "parse_calls",
