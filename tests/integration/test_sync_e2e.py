@@ -216,3 +216,26 @@ def test_suggestion_outcomes_reach_the_report(meterline_home: Path, team: Team) 
     retained = {r["checkpoint_s"]: r["lines"] for r in total["retention"]}
     assert retained == {30: 0, 120: 0, 300: 0, 600: 0, 900: 2}
     assert total["per_line"]["tokens_per_retained_line"] == 60
+
+
+def test_the_agent_process_syncs_in_the_background(meterline_home: Path, team: Team) -> None:
+    cli("login", "--server", team.url, stdin=team.alice_token)
+    with (meterline_home / "config.toml").open("a") as config:
+        config.write("interval_s = 1\n")  # appended to the [sync] table login wrote
+    agent = subprocess.Popen([*METERLINE, "agent", "--no-proxy"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert cli("record", stdin=json.dumps(CALLS)).returncode == 0
+        deadline = time.monotonic() + 30
+        calls = 0
+        while calls < 3 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            total = team.report(team.alice_token)["total"]
+            assert isinstance(total, dict)
+            calls = int(total["calls"])
+        assert calls == 3
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=30)
+    assert agent.returncode == 0, err
+    assert "stopped" in err
