@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from agent._events import (
         Call,
         SuggestionEvent,
+        line_fingerprints,
         parse_calls,
         parse_suggestion_events,
         workspace_hash,
@@ -68,6 +69,7 @@ _EXPORTS = {
     "parse_calls": "agent._events",
     "parse_suggestion_events": "agent._events",
     "workspace_hash": "agent._events",
+    "line_fingerprints": "agent._events",
     "estimate_tokens": "agent._estimate",
     "new_id": "agent._ids",
     "home_dir": ("agent._paths", "home"),
@@ -111,6 +113,7 @@ __all__ = [
     "estimate_tokens",
     "funnel",
     "home_dir",
+    "line_fingerprints",
     "load_settings",
     "new_id",
     "parse_calls",

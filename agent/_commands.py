@@ -77,6 +77,16 @@ async def sync_now(settings: _config.Settings) -> dict[str, Any]:
             "budgets": result.budgets}
 
 
+async def scan_commit(repo: Path, rev: str) -> tuple[str, int, int]:
+    """(commit sha, suggestions it committed, lines claimed)."""
+    from agent._commits import scan
+
+    _paths.ensure_home()
+    async with await Store.open() as store:
+        commit, result, lines = await scan(store, repo, rev)
+    return commit.sha, result.inserted + result.duplicates, lines
+
+
 def recent_calls_table(limit: int) -> tuple[list[dict[str, Any]], str]:
     """The newest ``limit`` calls as JSON-ready dicts and as a text table."""
     if not Path(_paths.db_path()).exists():

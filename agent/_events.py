@@ -96,6 +96,30 @@ class SuggestionEvent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     language: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     workspace: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    #: For ``accepted``: fingerprints of the accepted lines (``line_fingerprints``), kept on
+    #: this machine only to recognise those lines in later commits; never synced.
+    line_hashes: Annotated[list[Annotated[str, msgspec.Meta(max_length=32)]],
+                           msgspec.Meta(max_length=10_000)] | None = None
+
+
+#: A line needs this many non-blank characters to be recognised in a commit: shorter ones
+#: (``}``, ``else:``, ``return x``) are too common to say where they came from.
+MIN_FINGERPRINT_CHARS = 10
+
+
+def line_fingerprint(line: str) -> str | None:
+    """A short hash of a line with its indentation and trailing blanks removed, or None
+    for a line too short or common to attribute."""
+    stripped = line.strip()
+    if sum(not ch.isspace() for ch in stripped) < MIN_FINGERPRINT_CHARS:
+        return None
+    return hashlib.sha256(stripped.encode()).hexdigest()[:20]
+
+
+def line_fingerprints(text: str) -> list[str]:
+    """The distinct fingerprints of the lines of ``text`` worth recognising later."""
+    seen = dict.fromkeys(f for f in map(line_fingerprint, text.splitlines()) if f)
+    return list(seen)
 
 
 _E = TypeVar("_E", Call, SuggestionEvent)

@@ -214,11 +214,25 @@ def _import_cursors(db: sqlite3.Connection) -> None:
     )""")
 
 
+def _accepted_lines(db: sqlite3.Connection) -> None:
+    # Fingerprints of accepted lines, to recognise them in commits. Local only, never synced:
+    # they are derived from code. ``commit_id`` is set once a commit has claimed the line.
+    db.execute("""CREATE TABLE accepted_lines (
+        suggestion_id TEXT NOT NULL,
+        line_hash TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        commit_id TEXT,
+        PRIMARY KEY (suggestion_id, line_hash)
+    ) WITHOUT ROWID""")
+    db.execute("CREATE INDEX accepted_lines_hash ON accepted_lines(line_hash, ts)")
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_import_cursors", _import_cursors),
+    ("0003_accepted_lines", _accepted_lines),
 ]
 
 

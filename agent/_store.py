@@ -251,13 +251,29 @@ class Store:
 
         return await self._submit(op) if rows else InsertResult(0, 0)
 
-    async def add_suggestion_events(self, events: Sequence[SuggestionEvent]) -> InsertResult:
+    async def add_suggestion_events(self, events: Sequence[SuggestionEvent],
+                                    *, claims: Sequence[tuple[str, str, str]] = ()
+                                    ) -> InsertResult:
+        """Store suggestion events; an accepted event's ``line_hashes`` go to the local-only
+        ``accepted_lines``. ``claims`` are (suggestion id, line hash, commit) marking lines a
+        commit has claimed, in the same transaction (see ``agent._commits``)."""
         rows = [_suggestion_row(event, self.device_id) for event in events]
+        lines = [(event.suggestion_id, line_hash, _ms(event))
+                 for event in events if event.type == "accepted" and event.line_hashes
+                 for line_hash in event.line_hashes]
+        marks = [(commit, suggestion_id, line_hash) for suggestion_id, line_hash, commit in claims]
 
         def op(db: sqlite3.Connection) -> InsertResult:
-            return _insert(db, _SUGGESTION_INSERT, rows)
+            result = _insert(db, _SUGGESTION_INSERT, rows)
+            if lines:
+                db.executemany("INSERT INTO accepted_lines (suggestion_id, line_hash, ts) "
+                               "VALUES (?,?,?) ON CONFLICT DO NOTHING", lines)
+            if marks:
+                db.executemany("UPDATE accepted_lines SET commit_id = ? WHERE suggestion_id = ? "
+                               "AND line_hash = ? AND commit_id IS NULL", marks)
+            return result
 
-        return await self._submit(op) if rows else InsertResult(0, 0)
+        return await self._submit(op) if rows or marks else InsertResult(0, 0)
 
     async def add_imported(self, calls: Sequence[Call], cursor: Any) -> InsertResult:
         """Store calls read from a tool's log together with how far the log was read (an

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from agent import InputError, SuggestionEvent
+from agent import InputError, SuggestionEvent, line_fingerprints
 from lsp._documents import Pos
 from lsp._retention import locate, text_counts
 from lsp._sync import Closed, OpenDocuments
@@ -107,13 +107,13 @@ class Suggestions:
     # -- events ----------------------------------------------------------------------------
 
     def _event(self, suggestion: Suggestion, kind: Kind, counts: tuple[int, int] = (0, 0),
-               checkpoint_s: int | None = None) -> None:
+               checkpoint_s: int | None = None, line_hashes: list[str] | None = None) -> None:
         chars, lines = counts
         self.emit(SuggestionEvent(
             suggestion_id=suggestion.id, type=kind, chars=chars, lines=lines,
             checkpoint_s=checkpoint_s, call_id=suggestion.call_id,
             tool=suggestion.tool, model=suggestion.model, language=suggestion.language,
-            workspace=suggestion.workspace))
+            workspace=suggestion.workspace, line_hashes=line_hashes))
 
     # -- offered ---------------------------------------------------------------------------
 
@@ -190,7 +190,9 @@ class Suggestions:
         text = suggestion.text if accepted_text is None else accepted_text
         suggestion.state = "accepted"
         suggestion.cancel_timers()
-        self._event(suggestion, "accepted", text_counts(text))
+        # Fingerprints of the accepted lines stay on this machine, to recognise them in a
+        # later git commit (`meterline commits scan`).
+        self._event(suggestion, "accepted", text_counts(text), line_hashes=line_fingerprints(text))
         suggestion.text = text
         self._start_tracking(suggestion)
         last = len(self.checkpoints) - 1

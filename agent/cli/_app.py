@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -154,6 +155,37 @@ def import_(tools: tuple[str, ...], json_output: bool) -> None:
         click.echo(f"{tool}: {counts['inserted']} new calls from {counts['files']} files"
                    + (f" ({counts['duplicates']} already stored)" if counts["duplicates"]
                       else ""))
+
+
+@cli.group()
+def commits() -> None:
+    """Which accepted suggestions reached a git commit (counts only leave the machine)."""
+
+
+@commits.command("scan")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The git repository.")
+@click.option("--rev", default="HEAD", show_default=True, help="The commit to read.")
+@click.option("--quiet", is_flag=True, help="Print nothing (for the git hook).")
+@fail_cleanly
+def commits_scan(repo: Path, rev: str, quiet: bool) -> None:
+    """Record the accepted suggestions whose lines the commit adds."""
+    from agent._commands import scan_commit
+
+    commit, suggestions, lines = asyncio.run(scan_commit(repo, rev))
+    if not quiet:
+        click.echo(f"{commit[:12]}: {lines} accepted lines from {suggestions} suggestions")
+
+
+@commits.command("hook")
+@click.option("--repo", type=click.Path(file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The git repository.")
+@fail_cleanly
+def commits_hook(repo: Path) -> None:
+    """Install a post-commit hook that runs `meterline commits scan` after each commit."""
+    from agent._commits import install_hook
+
+    click.echo(f"installed {install_hook(repo)}")
 
 
 @cli.group()

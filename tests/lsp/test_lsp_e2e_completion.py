@@ -25,6 +25,8 @@ from lsp_upstream import Reply, Upstream
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 
+from agent import line_fingerprints
+
 URI = "file:///work/project/src/app.py"
 SOURCE = "import math\n\n\ndef area(radius):\n    \n"
 
@@ -65,6 +67,10 @@ async def test_openai_completion_is_metered_offered_and_accepted(
     assert [(e["type"], e["chars"], e["lines"], e["call_id"], e["suggestion_id"])
             for e in events] == [("offered", 28, 1, call["id"], suggestion_id),
                                  ("accepted", 28, 1, call["id"], suggestion_id)]
+    # The accepted line's fingerprint stays on this machine, for `meterline commits scan`.
+    with sqlite3.connect(sidecar.home / "meterline.db") as db:
+        kept = db.execute("SELECT suggestion_id, line_hash FROM accepted_lines").fetchall()
+    assert kept == [(suggestion_id, line_fingerprints("return math.pi * radius ** 2")[0])]
 
 
 async def test_anthropic_completion_uses_its_own_format(
