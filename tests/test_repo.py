@@ -34,5 +34,5 @@ def test_every_command_the_readme_names_exists() -> None:
     listed = subprocess.run([sys.executable, "-m", "agent", "--help"], capture_output=True,
                             text=True, check=True).stdout
     for name in ("up", "agent", "status", "tui", "budget", "log", "record", "import", "keys",
-                 "login", "logout", "sync", "lsp", "server", "path"):
+                 "login", "logout", "sync", "lsp", "server", "path", "commits"):
         assert f"  {name} " in listed or f"  {name}\n" in listed, name
