@@ -100,8 +100,16 @@ def route(path: str) -> tuple[str, str] | None:
     return None
 
 
-def upstream_url(origin: str, rest: str, query: bytes) -> str:
+def upstream_url(origin: str, scope: Scope, provider: str, rest: str) -> str:
+    """The upstream URL of a request: the path after the prefix as the client encoded it
+    (``raw_path``; ``rest`` is its decoded form, used if the prefix itself was encoded), and
+    the query string."""
+    raw = scope.get("raw_path")
+    prefix = "/" + provider
+    if isinstance(raw, bytes) and raw.startswith(prefix.encode()):
+        rest = raw[len(prefix):].decode("latin-1") or "/"
     url = origin.rstrip("/") + rest
+    query: bytes = scope["query_string"]
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
@@ -213,7 +221,7 @@ class Proxy:
         if isinstance(headers, str):
             await _reply_no_key(send, provider, headers)
             return
-        url = upstream_url(self.options.upstreams[provider], rest, scope["query_string"])
+        url = upstream_url(self.options.upstreams[provider], scope, provider, rest)
         length = header(scope["headers"], b"content-length")
         chunked = header(scope["headers"], b"transfer-encoding") is not None
         body: bytes | AsyncIterator[bytes] = b""  # HTTP/1.1: neither header, no body
@@ -268,6 +276,8 @@ class Exchange:
         self.reservation: Reservation | None = None
         self.recorded = False
         self._deferred_start: Message | None = None
+        #: While the body is pumped: the deadline a departed client puts on it.
+        self._deadline: asyncio.Timeout | None = None
 
     # -- the life of the request ------------------------------------------------------------
 
@@ -310,6 +320,7 @@ class Exchange:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 self.client_gone.set()
+                self._give_up_later()
                 return
 
     async def _forward(self, body: bytes) -> None:
@@ -326,8 +337,8 @@ class Exchange:
 
         if not await self._reserve():
             return
-        url = upstream_url(self.proxy.options.upstreams[self.provider], self.rest,
-                           self.scope["query_string"])
+        url = upstream_url(self.proxy.options.upstreams[self.provider], self.scope,
+                           self.provider, self.rest)
         try:
             response = await self.proxy.client.send("POST", url, headers, upstream_body)
         except UPSTREAM_ERRORS as exc:
@@ -408,42 +419,35 @@ class Exchange:
 
     async def _pump(self, response: Response, meter: Meter, decode: bool) -> bool:
         """Forward the body until it ends; return True if it was cut short (upstream error,
-        or the client left and the upstream did not finish within the grace period)."""
+        or the client left and the upstream did not finish within the grace period).
 
-        async def forward() -> None:
-            chunks = response.aiter_decoded() if decode else response.aiter_raw()
-            async for chunk in chunks:
-                out = meter.feed(chunk)
-                if out:
-                    await self._send({"type": "http.response.body", "body": out,
-                                      "more_body": True})
-
-        task = asyncio.create_task(forward())
-        gone = asyncio.create_task(self.client_gone.wait())
+        The body is read in this task; a client that leaves sets a deadline on it (see
+        ``_watch_disconnect``): no second task, no wait on two things per request."""
         try:
-            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                # The client left: keep reading a little, for the usage at the end.
-                await asyncio.wait({task}, timeout=self.proxy.options.disconnect_grace_s)
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                return True
-            error = task.exception()
-            if error is None:
-                return False
-            if isinstance(error, UPSTREAM_ERRORS):
+            async with asyncio.timeout(None) as deadline:
+                self._deadline = deadline
+                if self.client_gone.is_set():
+                    self._give_up_later()
+                chunks = response.aiter_decoded() if decode else response.aiter_raw()
+                async for chunk in chunks:
+                    out = meter.feed(chunk)
+                    if out:
+                        await self._send({"type": "http.response.body", "body": out,
+                                          "more_body": True})
+        except UPSTREAM_ERRORS as error:
+            if not deadline.expired():  # else: the client left and the grace period ran out
                 log.warning("POST %s: upstream cut (%s)", self.scope["path"],
                             type(error).__name__)
-                return True
-            raise error
+            return True
         finally:
-            gone.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            self._deadline = None
+        return False
+
+    def _give_up_later(self) -> None:
+        """The client left: keep reading a little, for the usage at the end."""
+        if self._deadline is not None and self._deadline.when() is None:
+            self._deadline.reschedule(asyncio.get_running_loop().time()
+                                      + self.proxy.options.disconnect_grace_s)
 
     async def _send(self, message: Message) -> None:
         if self.client_gone.is_set():
