@@ -135,6 +135,7 @@ class _Connection(asyncio.Protocol):
         self.head: asyncio.Future[None] = self._loop.create_future()
         self.received = False  # any byte of this response
         self.complete = False
+        self.keep_alive = False
         self.error: BaseException | None = None
         self._head_only = False
         self._until_close = False
@@ -194,6 +195,8 @@ class _Connection(asyncio.Protocol):
         if 100 <= self.status < 200:  # an interim answer: the real one follows
             self.headers = []
             return
+        # Asked now: llhttp forgets it once the message is complete.
+        self.keep_alive = self._parser.should_keep_alive()
         if not self._head_only and self.status not in (204, 304):
             names = [k for k, _ in self.headers]
             self._until_close = b"content-length" not in names and \
@@ -319,7 +322,7 @@ class _Connection(asyncio.Protocol):
         self._active = False
         self._disarm()
         reusable = (self.complete and self.error is None and not self._until_close
-                    and not self.closed and self._parser.should_keep_alive()
+                    and not self.closed and self.keep_alive
                     and not self._chunks)
         if reusable:
             self._pool.put(self)
