@@ -180,6 +180,9 @@ class Store:
             # background on another connection, never inside a commit someone awaits.
             await conn.execute("PRAGMA wal_autocheckpoint = 0")
             device_id = await _device_id(conn)
+            # Only a batch in the writer's thread waits for the lock (_transaction sets the
+            # timeout for it); a write on the loop's thread must not (_write_now).
+            await conn.execute("PRAGMA busy_timeout = 0")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from exc
         return cls(path, conn, device_id, Path(config_path) if config_path else None,
@@ -228,15 +231,12 @@ class Store:
         caller queues the op). The writer's thread is idle (the caller checked), so the
         connection is not in use; the loop's thread never waits on a lock.
         """
-        db = self._conn._conn  # see _run_batch
+        db = self._conn._conn  # see _run_batch; its busy_timeout is 0 between batches
         try:
-            db.execute("PRAGMA busy_timeout = 0")
             try:
                 db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:
                 return False, None  # locked by another process: the writer's thread waits
-            finally:
-                db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             try:
                 result = op(db)
                 db.execute("COMMIT")
@@ -289,7 +289,7 @@ class Store:
         # (Connection._execute is how every aiosqlite method reaches that thread.)
         raw = self._conn._conn  # the sqlite3 connection aiosqlite owns (used only in its thread)
         return await self._conn._execute(  # type: ignore[no-any-return, no-untyped-call]
-            _transaction, raw, ops)
+            _transaction, raw, ops, self._busy_timeout_ms)
 
     async def add_calls(self, calls: Sequence[Call]) -> InsertResult:
         """Store calls (all or none); an id or request id already stored counts as duplicate."""
@@ -482,9 +482,14 @@ async def _device_id(conn: aiosqlite.Connection) -> str:
     return str(row[0])
 
 
-def _transaction(db: sqlite3.Connection, ops: list[Op]) -> list[Any]:
-    """Run a batch of ops in one write transaction on the writer's connection thread."""
-    db.execute("BEGIN IMMEDIATE")
+def _transaction(db: sqlite3.Connection, ops: list[Op], busy_timeout_ms: int) -> list[Any]:
+    """Run a batch of ops in one write transaction on the writer's connection thread, which
+    may wait up to ``busy_timeout_ms`` for the write lock (the loop's thread never waits)."""
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    finally:
+        db.execute("PRAGMA busy_timeout = 0")
     try:
         results = [op(db) for op in ops]
         db.execute("COMMIT")

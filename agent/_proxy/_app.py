@@ -35,6 +35,7 @@ from agent._pricing import price_call
 from agent._proxy import _keys
 from agent._proxy._headers import (
     HOP_BY_HOP,
+    QUOTA_PREFIXES,
     Headers,
     header,
     kind_of,
@@ -125,16 +126,21 @@ def new_client(options: ProxyOptions) -> Upstream:
 
 
 class QuotaRecorder:
-    """Keeps the latest quota figures per provider and writes them in the background,
-    at most every ``QUOTA_FLUSH_S``: never on a request's path."""
+    """Keeps the latest quota headers per provider and reads and writes them in the
+    background, at most every ``QUOTA_FLUSH_S``: never on a request's path."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._latest: dict[str, list[dict[str, Any]]] = {}
+        #: provider → (the quota headers of its latest response, when it came, epoch ms)
+        self._latest: dict[str, tuple[Headers, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def offer(self, provider: str, quotas: list[dict[str, Any]]) -> None:
-        self._latest[provider] = quotas
+    def offer(self, provider: str, headers: Headers) -> None:
+        """Note a response's headers (cheap: the parsing waits for the flush)."""
+        found = [(k, v) for k, v in headers if k.startswith(QUOTA_PREFIXES)]
+        if not found:
+            return
+        self._latest[provider] = (found, int(time.time() * 1000))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush_soon())
 
@@ -144,7 +150,10 @@ class QuotaRecorder:
 
     async def flush(self) -> None:
         pending, self._latest = self._latest, {}
-        for provider, quotas in pending.items():
+        for provider, (headers, at_ms) in pending.items():
+            quotas = vendor_quotas(headers, at_ms)
+            if not quotas:
+                continue
             try:
                 await self._store.set_vendor_quota(provider, quotas)
             except StoreError as exc:
@@ -377,9 +386,7 @@ class Exchange:
     async def _relay(self, response: Response, *, strip: bool) -> None:
         """Stream the upstream response to the client while metering it."""
         upstream_headers = response.headers
-        quotas = vendor_quotas(upstream_headers)
-        if quotas:
-            self.proxy.quotas.offer(self.provider, quotas)
+        self.proxy.quotas.offer(self.provider, upstream_headers)
         content_type = header(upstream_headers, b"content-type") or ""
         streaming = "text/event-stream" in content_type
         meter = self.meter = meter_for(self.api, streaming=streaming, strip_usage_chunk=strip)
@@ -398,14 +405,14 @@ class Exchange:
             out_headers.append((b"x-meterline-budget", warning.encode()))
         start = {"type": "http.response.start", "status": response.status_code,
                  "headers": out_headers}
-        if streaming:
+        if streaming and not response.body_ready():
             await self._send(start)  # the time to first byte of a stream is the client's
         else:
-            # A plain body is only of use whole: its head goes out with its first bytes, so
-            # that the client wakes up once, not twice.
+            # A plain body is only of use whole; a stream's first event came with its head:
+            # the head goes out with the first bytes, so that the client wakes up once.
             self._deferred_start = start
 
-        cut = await self._pump(response, meter, decode)
+        cut = await self._pump(response, meter, decode, streaming)
         tail = meter.finish()
         # A stream is whole when its last event came; a plain body when it was not cut.
         complete = meter.tally.complete or (not cut and not streaming)
@@ -417,7 +424,8 @@ class Exchange:
             raise AbortResponse("upstream response cut short")
         await self._send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    async def _pump(self, response: Response, meter: Meter, decode: bool) -> bool:
+    async def _pump(self, response: Response, meter: Meter, decode: bool, streaming: bool
+                    ) -> bool:
         """Forward the body until it ends; return True if it was cut short (upstream error,
         or the client left and the upstream did not finish within the grace period).
 
@@ -434,6 +442,8 @@ class Exchange:
                     if out:
                         await self._send({"type": "http.response.body", "body": out,
                                           "more_body": True})
+                    elif streaming and self._deferred_start is not None:
+                        await self._send_start()  # the first event is not whole yet
         except UPSTREAM_ERRORS as error:
             if not deadline.expired():  # else: the client left and the grace period ran out
                 log.warning("POST %s: upstream cut (%s)", self.scope["path"],
@@ -453,9 +463,13 @@ class Exchange:
         if self.client_gone.is_set():
             return
         if self._deferred_start is not None:
-            start, self._deferred_start = self._deferred_start, None
-            await self.send(start)
+            await self._send_start()
         await self.send(message)
+
+    async def _send_start(self) -> None:
+        start, self._deferred_start = self._deferred_start, None
+        if start is not None and not self.client_gone.is_set():
+            await self.send(start)
 
     def _budget_warning(self) -> str | None:
         if self.reservation is None or not self.reservation.warnings:

@@ -64,11 +64,17 @@ class Response:
     """An upstream response whose body is read as it arrives."""
 
     def __init__(self, status_code: int, headers: Headers, chunks: AsyncIterator[bytes],
-                 close: Callable[[], Awaitable[None]]) -> None:
+                 close: Callable[[], Awaitable[None]],
+                 ready: Callable[[], bool] = lambda: False) -> None:
         self.status_code = status_code
         self.headers = headers  # lower-case names
         self._chunks = chunks
         self._close = close
+        self._ready = ready
+
+    def body_ready(self) -> bool:
+        """Whether body bytes (or its end) arrived with the head: reading them won't wait."""
+        return self._ready()
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.headers:
@@ -312,6 +318,9 @@ class _Connection(asyncio.Protocol):
             finally:
                 self._waiter = None
 
+    def body_ready(self) -> bool:
+        return bool(self._chunks) or self.complete or self.error is not None
+
     def _take_all(self) -> list[bytes]:
         chunks = list(self._chunks)
         self._chunks.clear()
@@ -466,7 +475,7 @@ class Upstream:
             await connection.release()
             raise
         return Response(connection.status, connection.headers, connection.body(),
-                        connection.release)
+                        connection.release, connection.body_ready)
 
     async def _send_proxied(self, origin: _Origin, method: str, url: str, headers: Headers,
                             body: bytes | AsyncIterable[bytes]) -> Response:

@@ -258,3 +258,29 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
         while size(db_file) == before:
             assert asyncio.get_running_loop().time() < deadline, "no background checkpoint"
             await asyncio.sleep(0.1)
+
+
+async def test_a_settle_commits_on_the_loop_or_waits_for_the_lock_in_the_thread(
+        tmp_path: Path) -> None:
+    """A settle that finds the writer idle is committed before it returns (visible to
+    another connection); one that finds another process holding the write lock goes to
+    the writer's thread and waits there, while the event loop keeps running."""
+    db_file = tmp_path / "s.db"
+    other = connect(db_file)
+    async with await Store.open(db_file) as store:
+        reservation = await store.reserve([], cost_micro=5, tokens=5)
+        await store.settle(reservation, [call(request_id="req_inline")])
+        assert other.execute("SELECT request_id FROM calls").fetchall() == [("req_inline",)]
+        assert other.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0
+
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        settling = asyncio.create_task(store.settle(None, [call(request_id="req_waited")]))
+        ticks = 0
+        for _ in range(10):
+            await asyncio.sleep(0.01)  # the loop is not blocked by the waiting write
+            ticks += 1
+        assert ticks == 10 and not settling.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(settling, 5)
+    assert {row[0] for row in other.execute("SELECT request_id FROM calls")} == {
+        "req_inline", "req_waited"}
