@@ -279,7 +279,8 @@ async def test_a_settle_commits_on_the_loop_or_waits_for_the_lock_in_the_thread(
         for _ in range(10):
             await asyncio.sleep(0.01)  # the loop is not blocked by the waiting write
             ticks += 1
-        assert ticks == 10 and not settling.done()
+        assert ticks == 10
+        assert not settling.done()
         other.execute("COMMIT")
         await asyncio.wait_for(settling, 5)
     assert {row[0] for row in other.execute("SELECT request_id FROM calls")} == {

@@ -1,0 +1,242 @@
+"""The proxy's own HTTP/1.1 upstream client, against a raw server on loopback that answers
+with scripted bytes: every way a body may be delimited, keep-alive, a stale pooled
+connection, timeouts, HEAD, a broken upstream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from agent._proxy._upstream import UPSTREAM_ERRORS, Upstream
+
+#: What the scripted server does with one request: the bytes received → the reply (None:
+#: close the connection without answering).
+Script = Callable[[bytes], bytes | None]
+
+
+class RawServer:
+    """Reads one request head (and a Content-Length body), writes what the script says."""
+
+    def __init__(self, script: Script, *, close_after: bool = False) -> None:
+        self.script = script
+        self.close_after = close_after
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                body = await reader.readexactly(length) if length else b""
+                if b"transfer-encoding: chunked" in head.lower():
+                    body = await reader.readuntil(b"0\r\n\r\n")
+                self.requests.append(head + body)
+                reply = self.script(head + body)
+                if reply is None:
+                    break
+                writer.write(reply)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+
+@asynccontextmanager
+async def serve(script: Script, **options: bool) -> AsyncIterator[tuple[RawServer, str]]:
+    raw = RawServer(script, **options)
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield raw, f"http://127.0.0.1:{port}"
+    finally:
+        for writer in raw.writers:
+            writer.close()
+        server.close()
+
+
+async def fetch(client: Upstream, url: str, method: str = "POST",
+                body: bytes = b"{}") -> tuple[int, dict[bytes, bytes], bytes]:
+    response = await client.send(method, url, [(b"content-type", b"application/json")], body)
+    try:
+        data = b"".join([chunk async for chunk in response.aiter_raw()])
+    finally:
+        await response.aclose()
+    return response.status_code, dict(response.headers), data
+
+
+def client(read_timeout_s: float = 5.0) -> Upstream:
+    return Upstream(connect_timeout_s=2.0, read_timeout_s=read_timeout_s)
+
+
+def reply(body: bytes, *extra: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        len(body), b"".join(h + b"\r\n" for h in extra), body)
+
+
+async def test_content_length_bodies_reuse_one_kept_alive_connection() -> None:
+    async with serve(lambda _: reply(b'{"ok":1}', b"X-Thing: yes")) as (raw, url):
+        upstream = client()
+        for _ in range(5):
+            status, headers, body = await fetch(upstream, url + "/v1/x?q=1")
+            assert (status, body, headers[b"x-thing"]) == (200, b'{"ok":1}', b"yes")
+        await upstream.aclose()
+    assert raw.connections == 1
+    first = raw.requests[0]
+    assert first.startswith(b"POST /v1/x?q=1 HTTP/1.1\r\nhost: 127.0.0.1:")
+    assert b"content-length: 2\r\n" in first
+    assert first.endswith(b"\r\n\r\n{}")
+
+
+async def test_chunked_bodies_are_decoded_and_the_connection_kept() -> None:
+    chunked = (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+               b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    async with serve(lambda _: chunked) as (raw, url):
+        upstream = client()
+        assert (await fetch(upstream, url))[2] == b"hello world"
+        assert (await fetch(upstream, url))[2] == b"hello world"
+        await upstream.aclose()
+    assert raw.connections == 1
+
+
+async def test_a_body_delimited_by_the_end_of_the_connection() -> None:
+    async with serve(lambda _: b"HTTP/1.1 200 OK\r\n\r\nuntil the end",
+                     close_after=True) as (raw, url):
+        upstream = client()
+        assert (await fetch(upstream, url))[2] == b"until the end"
+        assert (await fetch(upstream, url))[2] == b"until the end"  # a new connection
+        await upstream.aclose()
+    assert raw.connections == 2
+
+
+async def test_connection_close_is_not_reused() -> None:
+    async with serve(lambda _: reply(b"x", b"Connection: close"), close_after=True) as (raw, url):
+        upstream = client()
+        await fetch(upstream, url)
+        await fetch(upstream, url)
+        await upstream.aclose()
+    assert raw.connections == 2
+
+
+@pytest.mark.parametrize("noticed", [True, False])
+async def test_a_kept_alive_connection_the_server_closed_is_not_an_error(
+        noticed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closed while idle: dropped from the pool; closed as the request goes out (the client
+    had not noticed yet, nothing was received): sent once more on a new connection."""
+    from agent._proxy import _upstream
+
+    fresh: list[bool] = []
+    original = _upstream._Pool.connection
+
+    async def spy(self: _upstream._Pool, *, fresh_one: bool = False) -> object:
+        fresh.append(fresh_one)
+        return await original(self, fresh=fresh_one)
+
+    monkeypatch.setattr(_upstream._Pool, "connection",
+                        lambda self, fresh=False: spy(self, fresh_one=fresh))
+    async with serve(lambda _: reply(b"fine")) as (raw, url):
+        upstream = client()
+        await fetch(upstream, url)
+        for writer in raw.writers:  # the server drops its idle connection
+            writer.close()
+        if noticed:
+            await asyncio.sleep(0.05)
+        assert (await fetch(upstream, url))[2] == b"fine"
+        await upstream.aclose()
+    assert raw.connections == 2
+    assert fresh == ([False, False] if noticed else [False, False, True])
+
+
+async def test_an_upstream_that_closes_without_answering_is_an_upstream_error() -> None:
+    async with serve(lambda _: None) as (_, url):
+        upstream = client()
+        with pytest.raises(UPSTREAM_ERRORS):
+            await fetch(upstream, url)
+        await upstream.aclose()
+
+
+async def test_a_body_cut_short_raises_while_reading() -> None:
+    async with serve(lambda _: b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+                     close_after=True) as (_, url):
+        upstream = client()
+        response = await upstream.send("POST", url, [], b"{}")
+        seen: list[bytes] = []
+
+        async def read() -> None:
+            async for chunk in response.aiter_raw():
+                seen.append(chunk)
+
+        with pytest.raises(UPSTREAM_ERRORS):
+            await read()
+        await response.aclose()
+        assert b"".join(seen) == b"only this"
+        await upstream.aclose()
+
+
+async def test_silence_longer_than_the_read_timeout_fails_the_response() -> None:
+    async with serve(lambda _: b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc") as (_, url):
+        upstream = client(read_timeout_s=0.3)
+        response = await upstream.send("POST", url, [], b"{}")
+        started = asyncio.get_running_loop().time()
+
+        async def read() -> None:
+            async for _ in response.aiter_raw():
+                pass
+
+        with pytest.raises(TimeoutError):
+            await read()
+        assert 0.2 < asyncio.get_running_loop().time() - started < 2
+        await response.aclose()
+        await upstream.aclose()
+
+
+async def test_head_answers_have_no_body_even_with_a_length() -> None:
+    async with serve(lambda _: b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n") as (_, url):
+        upstream = client()
+        status, headers, body = await asyncio.wait_for(fetch(upstream, url, "HEAD", b""), 2)
+        assert (status, headers[b"content-length"], body) == (200, b"1234", b"")
+        await upstream.aclose()
+
+
+async def test_a_streamed_request_body_goes_chunked() -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"abc"
+        yield b"defg"
+
+    async with serve(lambda _: reply(b"ok")) as (raw, url):
+        upstream = client()
+        response = await upstream.send("PUT", url, [], parts())
+        assert b"".join([c async for c in response.aiter_raw()]) == b"ok"
+        await response.aclose()
+        await upstream.aclose()
+    assert raw.requests[0].endswith(b"transfer-encoding: chunked\r\n\r\n"
+                                    b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n")
+
+
+async def test_an_unreachable_upstream_is_an_upstream_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    upstream = client()
+    with pytest.raises(UPSTREAM_ERRORS):
+        await fetch(upstream, f"http://127.0.0.1:{port}")
+    await upstream.aclose()
+
+
+async def test_a_header_value_with_a_line_break_is_refused() -> None:
+    upstream = client()
+    with pytest.raises(UPSTREAM_ERRORS):
+        await upstream.send("POST", "http://127.0.0.1:9/x", [(b"x-a", b"1\r\nx-b: 2")], b"")
+    await upstream.aclose()
