@@ -347,7 +347,7 @@ class Store:
         rows = list(quotas)
         if rows:
             await self._submit(functools.partial(record_vendor_quota, provider=provider,
-                                                 quotas=rows))
+                                                 quotas=rows), small=True)
 
     # -- sync ------------------------------------------------------------------------------
 

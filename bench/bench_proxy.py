@@ -9,7 +9,12 @@ Every target serves the same OpenAI Chat Completions request from the same fake 
 through `meterline agent` (no budget: nothing to reserve), ``meterline+budget`` through a
 second agent with an enforced budget (reserve and settle on every call), ``litellm``
 through LiteLLM's proxy when given. Requests to the targets are interleaved, so the machine's
-noise falls on all of them alike.
+noise falls on all of them alike, and all are sent by the same lean client (asyncio and
+httptools, request bytes prepared once, times taken in the callback that sees the bytes):
+a general-purpose client such as httpx costs several hundred microseconds a request in the
+measuring process, which blurs sub-millisecond differences and, on a small machine, takes
+CPU from the processes being measured. Streams ask for their usage themselves
+(``stream_options.include_usage``), so that the upstream sends every target the same events.
 
 Scenarios: one client, plain responses (total time); one client, streams (total time and
 time to first byte); ten concurrent streams (time to first byte). "Added" is a target's

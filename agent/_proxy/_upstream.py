@@ -3,9 +3,10 @@
 Direct origins (the usual case) go through a small HTTP/1.1 client of our own: asyncio
 protocols, responses parsed by httptools (llhttp, the C parser uvicorn already uses to parse
 the requests the proxy receives), keep-alive connections pooled per origin. A proxy only
-moves bytes, and every general-purpose client measured here costs more per request than the
-whole latency budget allows (docs/proxy.md, *Performance*, has the figures: httpcore about
-0.35 ms of CPU a request, aiohttp about 0.25 ms, this client under 0.1 ms). What it does:
+moves bytes, and the general-purpose clients measured here cost a large part of the
+proxy's latency budget per request (``bench/bench_upstream_client.py``; docs/proxy.md,
+*Performance*, has the figures: CPU per small request about 0.5 ms for httpcore, 0.18 ms
+for aiohttp, 0.08 ms for this client). What it does:
 
 * one request at a time per connection; idle connections kept per origin (newest first) for
   ``KEEPALIVE_EXPIRY_S``, dropped when the server closes them;
