@@ -5,8 +5,12 @@ connection, timeouts, HEAD, a broken upstream."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -240,3 +244,45 @@ async def test_a_header_value_with_a_line_break_is_refused() -> None:
     with pytest.raises(UPSTREAM_ERRORS):
         await upstream.send("POST", "http://127.0.0.1:9/x", [(b"x-a", b"1\r\nx-b: 2")], b"")
     await upstream.aclose()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost, and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_origins_are_spoken_to_over_verified_tls(
+        certificate: tuple[Path, Path]) -> None:
+    """An https upstream: TLS with the certificate verified against the trust store and the
+    host name; keep-alive as over plain TCP."""
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    raw = RawServer(lambda _: reply(b'{"secure":true}'))
+    server = await asyncio.start_server(raw.handle, "127.0.0.1", 0, ssl=server_tls)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        untrusting = client()
+        with pytest.raises(UPSTREAM_ERRORS):  # a certificate nobody vouches for
+            await fetch(untrusting, f"https://localhost:{port}/v1/messages")
+        await untrusting.aclose()
+
+        trusting = client()
+        trusting._ssl = ssl.create_default_context(cafile=str(cert))
+        for _ in range(3):
+            status, _, body = await fetch(trusting, f"https://localhost:{port}/v1/messages")
+            assert (status, body) == (200, b'{"secure":true}')
+        await trusting.aclose()
+    finally:
+        for writer in raw.writers:
+            writer.close()
+        server.close()
+    assert raw.requests[-1].startswith(b"POST /v1/messages HTTP/1.1\r\nhost: localhost:")
+    assert raw.connections == 1  # kept alive (the refused handshake never got this far)
