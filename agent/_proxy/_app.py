@@ -178,16 +178,25 @@ class Proxy:
         self.keys = _keys.KeyCache()
         self.quotas = QuotaRecorder(store)
         self._budgets: tuple[float, list[Budget]] = (-1e9, [])
+        self._budgets_read: asyncio.Future[list[Budget]] | None = None
 
     async def aclose(self) -> None:
         await self.quotas.aclose()
         await self.client.aclose()
 
     async def budgets(self) -> list[Budget]:
+        """The budgets in force, re-read at most every ``BUDGET_TTL_S``; requests that find
+        them stale together share one read (not one read each, one after the other)."""
         stamp, budgets = self._budgets
-        if time.monotonic() - stamp > BUDGET_TTL_S:
-            budgets = await self.store.budgets()
-            self._budgets = (time.monotonic(), budgets)
+        if time.monotonic() - stamp <= BUDGET_TTL_S:
+            return budgets
+        if self._budgets_read is None or self._budgets_read.done():
+            self._budgets_read = asyncio.ensure_future(self._read_budgets())
+        return await asyncio.shield(self._budgets_read)
+
+    async def _read_budgets(self) -> list[Budget]:
+        budgets = await self.store.budgets()
+        self._budgets = (time.monotonic(), budgets)
         return budgets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
