@@ -132,7 +132,7 @@ async def measure(origin: str, n: int, streams: int) -> None:
                 await send(stream)
                 times[name].append((time.perf_counter() - start) * 1000)
                 cpu[name] += time.process_time() - cpu_start
-        title = "streams (12 events, 1 ms apart)" if stream else "plain JSON"
+        title = "streams (12 words, events 1 ms apart)" if stream else "plain JSON"
         print(f"\n{title}: n={count} per client; ms")
         print(f"  {'client':<12}{'p50':>9}{'p99':>9}{'CPU/request':>14}")
         for name, values in times.items():
