@@ -286,3 +286,20 @@ async def test_https_origins_are_spoken_to_over_verified_tls(
         server.close()
     assert raw.requests[-1].startswith(b"POST /v1/messages HTTP/1.1\r\nhost: localhost:")
     assert raw.connections == 1  # kept alive (the refused handshake never got this far)
+
+
+async def test_an_origin_behind_the_environments_http_proxy_goes_through_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``HTTP_PROXY`` names a proxy for the origin: the request goes to it, in absolute form
+    (through httpcore, which also speaks CONNECT for https origins)."""
+    async with serve(lambda _: reply(b"via the proxy")) as (raw, proxy_url):
+        for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("http_proxy", proxy_url)
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        upstream = client()
+        status, _, body = await fetch(upstream, "http://api.example.invalid/v1/messages?x=1")
+        await upstream.aclose()
+    assert (status, body) == (200, b"via the proxy")
+    assert raw.requests[0].startswith(
+        b"POST http://api.example.invalid/v1/messages?x=1 HTTP/1.1\r\n")
