@@ -31,7 +31,7 @@ import aiosqlite
 
 from agent import _paths
 from agent import _queries as q
-from agent._budget import admits, from_ms
+from agent._budget import Usage, admits, from_ms
 from agent._errors import BudgetBlocked, StoreError
 from agent._events import Call, SuggestionEvent
 from agent._ids import new_id
@@ -147,6 +147,8 @@ class Store:
         self._conn = conn
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
         self._busy_timeout_ms = busy_timeout_ms
+        #: Reservations asked for in this turn of the loop, decided together.
+        self._wanted: list[_Wanted] = []
         #: A batch is running in the writer's thread: the connection is not ours to use.
         self._writing = False
         self._writer = asyncio.create_task(self._write_loop(), name="meterline-store-writer")
@@ -402,35 +404,60 @@ class Store:
         Raises BudgetBlocked when settled use plus what calls in flight hold has reached an
         enforced limit. Runs under the database's write lock, so callers in other processes
         (the proxy and the sidecar) are serialised with this one.
+
+        Reservations asked for in the same turn of the event loop (a burst of requests) are
+        decided together in one transaction, in the order asked, each seeing what the ones
+        before it hold: the answers one transaction each would give, for one reading of the
+        budget windows (which are summed from the rollups: 40 µs for a day budget, 115 µs
+        for four budgets over 100k calls a month, small enough for the loop's thread).
         """
-        reservation_id = new_id()
-
-        def op(db: sqlite3.Connection) -> Reservation | BudgetBlocked:
-            at = now_ms()
-            db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
-            held = q.reserved(db, at)
-            statuses = run_plan(plan_statuses(list(budgets), at), db)
-            for spec, status in zip(budgets, statuses, strict=True):
-                if not admits(status, held):
-                    return BudgetBlocked(
-                        blocked_message(status, spec.timezone), budget=status.name,
-                        resets_at=iso(status.window.resets_at_ms),
-                        details={"usedUsd": status.used.cost_micro / 1e6,
-                                 "limitUsd": None if status.limit_micro is None
-                                 else status.limit_micro / 1e6,
-                                 "usedTokens": status.used.tokens,
-                                 "limitTokens": status.limit_tokens,
-                                 "inFlightCalls": held.calls})
-            db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
-                       (reservation_id, cost_micro, tokens, at, at + ttl_ms))
-            return Reservation(reservation_id, cost_micro, tokens, tuple(statuses))
-
-        # Small: the budget windows are summed from the rollups (measured: 40 µs for a day
-        # budget, 115 µs for four budgets over 100k calls a month), cheaper than the hop.
-        result = await self._submit(op, small=True)
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        wanted = _Wanted(tuple(budgets), cost_micro, tokens, ttl_ms, loop.create_future())
+        self._wanted.append(wanted)
+        if len(self._wanted) == 1:
+            loop.call_soon(self._reserve_wanted)
+        # Shielded like every write: a caller that goes away leaves its reservation to
+        # expire (or be settled) rather than half-done.
+        result = await asyncio.shield(wanted.future)
         if isinstance(result, BudgetBlocked):
             raise result
-        return result  # type: ignore[no-any-return]
+        return result
+
+    def _reserve_wanted(self) -> None:
+        batch, self._wanted = self._wanted, []
+        op = functools.partial(_reserve_all, batch=batch)
+
+        def answer(results: list[Reservation | BudgetBlocked] | BaseException) -> None:
+            for wanted, result in zip(batch, results if isinstance(results, list)
+                                      else [results] * len(batch), strict=True):
+                if wanted.future.done():
+                    continue
+                if isinstance(result, BaseException) and not isinstance(result, BudgetBlocked):
+                    wanted.future.set_exception(result)
+                else:
+                    wanted.future.set_result(result)
+
+        if not self._closed and not self._writing and self._queue.empty():
+            try:
+                done, results = self._write_now(op)
+            except Exception as exc:  # every caller must hear of it
+                answer(exc)
+                return
+            if done:
+                answer(results)
+                return
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            if task.cancelled():
+                answer(StoreError("the reservation was cancelled"))
+            elif task.exception() is not None:
+                answer(task.exception())  # type: ignore[arg-type]
+            else:
+                answer(task.result())
+
+        asyncio.ensure_future(self._submit(op)).add_done_callback(finished)
 
     async def settle(self, reservation: Reservation | None, calls: Sequence[Call]
                      ) -> InsertResult:
@@ -500,6 +527,58 @@ def _transaction(db: sqlite3.Connection, ops: list[Op], busy_timeout_ms: int) ->
             db.execute("ROLLBACK")
         raise
     return results
+
+
+@dataclass
+class _Wanted:
+    """A reservation asked for, waiting for its turn (see ``Store.reserve``)."""
+
+    budgets: tuple[Budget, ...]
+    cost_micro: int
+    tokens: int
+    ttl_ms: int
+    future: asyncio.Future[Reservation | BudgetBlocked]
+
+
+def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted]
+                 ) -> list[Reservation | BudgetBlocked]:
+    """Decide reservations in order, in the caller's transaction: each admitted one holds
+    its estimate against the ones after it, exactly as if each had its own transaction."""
+    at = now_ms()
+    db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
+    held = q.reserved(db, at)
+    statuses_for: dict[tuple[Budget, ...], list[BudgetStatus]] = {}
+    results: list[Reservation | BudgetBlocked] = []
+    for wanted in batch:
+        statuses = statuses_for.get(wanted.budgets)
+        if statuses is None:
+            statuses = statuses_for[wanted.budgets] = run_plan(
+                plan_statuses(list(wanted.budgets), at), db)
+        refusal = next((_refusal(spec, status, held) for spec, status
+                        in zip(wanted.budgets, statuses, strict=True)
+                        if not admits(status, held)), None)
+        if refusal is not None:
+            results.append(refusal)
+            continue
+        reservation_id = new_id()
+        db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
+                   (reservation_id, wanted.cost_micro, wanted.tokens, at, at + wanted.ttl_ms))
+        held = held.plus(Usage(wanted.cost_micro, wanted.tokens, 1))
+        results.append(Reservation(reservation_id, wanted.cost_micro, wanted.tokens,
+                                   tuple(statuses)))
+    return results
+
+
+def _refusal(spec: Budget, status: BudgetStatus, held: Usage) -> BudgetBlocked:
+    return BudgetBlocked(
+        blocked_message(status, spec.timezone), budget=status.name,
+        resets_at=iso(status.window.resets_at_ms),
+        details={"usedUsd": status.used.cost_micro / 1e6,
+                 "limitUsd": None if status.limit_micro is None
+                 else status.limit_micro / 1e6,
+                 "usedTokens": status.used.tokens,
+                 "limitTokens": status.limit_tokens,
+                 "inFlightCalls": held.calls})
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

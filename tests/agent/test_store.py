@@ -285,3 +285,32 @@ async def test_a_settle_commits_on_the_loop_or_waits_for_the_lock_in_the_thread(
         await asyncio.wait_for(settling, 5)
     assert {row[0] for row in other.execute("SELECT request_id FROM calls")} == {
         "req_inline", "req_waited"}
+
+
+async def test_a_burst_of_reservations_is_decided_in_order_as_one_at_a_time(
+        tmp_path: Path) -> None:
+    """Reservations asked for together share one transaction; each still sees what the
+    ones before it hold (and another list of budgets gets its own reading)."""
+    db_file = tmp_path / "s.db"
+    other = connect(db_file)
+    async with await Store.open(db_file) as store:
+        outcomes = await asyncio.gather(
+            *(store.reserve(enforced(1.0), cost_micro=300_000, tokens=0) for _ in range(5)),
+            store.reserve(enforced(100.0), cost_micro=300_000, tokens=0),
+            return_exceptions=True)
+        # $0.9 held after three: a fourth may still start, a fifth may not.
+        assert [isinstance(o, BudgetBlocked) for o in outcomes] == [
+            False, False, False, False, True, False]
+        blocked = outcomes[4]
+        assert isinstance(blocked, BudgetBlocked)
+        assert blocked.details["inFlightCalls"] == 4
+        assert other.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 5
+
+        other.execute("BEGIN IMMEDIATE")  # held elsewhere: the burst waits in the thread
+        waiting = asyncio.gather(*(store.reserve(enforced(100.0), cost_micro=1, tokens=0)
+                                   for _ in range(3)))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        other.execute("COMMIT")
+        assert len(await asyncio.wait_for(waiting, 5)) == 3
+    assert other.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 8
