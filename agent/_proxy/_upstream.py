@@ -15,8 +15,10 @@ for aiohttp, 0.08 ms for this client). What it does:
 * one read timer per connection, re-armed only when it fires: no progress on the wire for
   ``read_timeout_s`` fails the response (no timer per chunk);
 * back-pressure both ways: reading pauses while a slow client has not taken the body;
-* a request that finds its reused connection already closed by the server (nothing was
-  received) is sent once more on a new connection, as browsers and Go's client do.
+* an idle connection is checked before it is reused: one the server has closed (or that
+  has anything at all to read) is dropped, as httpcore does. A request is never sent
+  twice: a connection that breaks after the request went out is the caller's error (the
+  provider may have started on it).
 
 Origins that the environment routes through an HTTP proxy (``HTTPS_PROXY`` / ``HTTP_PROXY``
 / ``NO_PROXY``, resolved once per origin) go through httpcore, which speaks CONNECT and proxy
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import ssl
 import urllib.parse
 import urllib.request
@@ -128,7 +131,6 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.reused = False
         self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._last_progress = 0.0
@@ -140,7 +142,6 @@ class _Connection(asyncio.Protocol):
         self.status = 0
         self.headers: Headers = []
         self.head: asyncio.Future[None] = self._loop.create_future()
-        self.received = False  # any byte of this response
         self.complete = False
         self.keep_alive = False
         self.error: BaseException | None = None
@@ -160,7 +161,6 @@ class _Connection(asyncio.Protocol):
         if not self._active:
             self._fail(UpstreamError("unexpected bytes from an idle connection"))
             return
-        self.received = True
         self._last_progress = self._loop.time()
         try:
             self._parser.feed_data(data)
@@ -319,6 +319,18 @@ class _Connection(asyncio.Protocol):
             finally:
                 self._waiter = None
 
+    def readable(self) -> bool:
+        """Whether an idle connection has something to read: the server's close (not yet
+        seen by the event loop) or bytes it should not have sent. Either way: not reusable."""
+        sock = self.transport.get_extra_info("socket") if self.transport else None
+        if sock is None:
+            return False
+        try:
+            ready, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(ready)
+
     def body_ready(self) -> bool:
         return bool(self._chunks) or self.complete or self.error is not None
 
@@ -351,16 +363,16 @@ class _Pool:
         self.read_timeout_s = read_timeout_s
         self._idle: list[_Connection] = []
 
-    async def connection(self, *, fresh: bool = False) -> _Connection:
-        while self._idle and not fresh:
+    async def connection(self) -> _Connection:
+        while self._idle:
             connection = self._idle.pop()
             if connection.closed:
                 continue
-            if self.loop.time() - connection.idle_since > KEEPALIVE_EXPIRY_S:
+            if (self.loop.time() - connection.idle_since > KEEPALIVE_EXPIRY_S
+                    or connection.readable()):
                 assert connection.transport is not None
-                connection.transport.close()
+                connection.transport.abort()
                 continue
-            connection.reused = True
             return connection
         _, connection = await asyncio.wait_for(self.loop.create_connection(
             lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
@@ -460,18 +472,6 @@ class Upstream:
         connection = await pool.connection()
         try:
             await connection.exchange(head, body, chunked, method == "HEAD")
-        except UPSTREAM_ERRORS:
-            await connection.release()
-            if not (connection.reused and not connection.received
-                    and isinstance(body, bytes)):
-                raise
-            # The server closed the idle connection as we reused it: it never saw the request.
-            connection = await pool.connection(fresh=True)
-            try:
-                await connection.exchange(head, body, chunked, method == "HEAD")
-            except BaseException:
-                await connection.release()
-                raise
         except BaseException:
             await connection.release()
             raise
