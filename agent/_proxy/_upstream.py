@@ -5,8 +5,8 @@ protocols, responses parsed by httptools (llhttp, the C parser uvicorn already u
 the requests the proxy receives), keep-alive connections pooled per origin. A proxy only
 moves bytes, and the general-purpose clients measured here cost a large part of the
 proxy's latency budget per request (``bench/bench_upstream_client.py``; docs/proxy.md,
-*Performance*, has the figures: CPU per small request about 0.5 ms for httpcore, 0.18 ms
-for aiohttp, 0.08 ms for this client). What it does:
+*Performance*, has the figures: CPU per small request 0.5–0.6 ms for httpcore, 0.18–0.2 ms
+for aiohttp, 0.08–0.1 ms for this client). What it does:
 
 * one request at a time per connection; idle connections kept per origin (newest first) for
   ``KEEPALIVE_EXPIRY_S``, dropped when the server closes them;
