@@ -5,6 +5,12 @@ queued and committed together (group commit): under load a hundred events share 
 transaction, alone an event waits for nobody. Each write resolves once it is committed, so
 ``await store.add_calls(...)`` returning means the calls survive a killed process.
 
+A small write that finds the writer idle (no batch in flight, nothing queued) is committed
+at once on the event loop's thread, on the same connection, without waiting for the lock
+(``busy_timeout`` 0): that spares the proxy two thread hand-offs on every request (about a
+third of a millisecond under load, and a wake-up of a second thread). If another process
+holds the write lock, the write goes to the writer's thread as usual, which may wait for it.
+
 Reads for status and dashboards go through a separate plain ``sqlite3`` connection in a
 worker thread (``Store.read``), so they never queue behind writes.
 """
@@ -25,7 +31,7 @@ import aiosqlite
 
 from agent import _paths
 from agent import _queries as q
-from agent._budget import admits, from_ms
+from agent._budget import Usage, admits, from_ms
 from agent._errors import BudgetBlocked, StoreError
 from agent._events import Call, SuggestionEvent
 from agent._ids import new_id
@@ -133,12 +139,18 @@ class Store:
     """The process's handle on ``meterline.db``. Use ``async with await Store.open():``."""
 
     def __init__(self, path: Path, conn: aiosqlite.Connection, device_id: str,
-                 config_path: Path | None = None) -> None:
+                 config_path: Path | None = None, *,
+                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = path
         self.config_path = config_path or Path(_paths.config_path())
         self.device_id = device_id
         self._conn = conn
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
+        self._busy_timeout_ms = busy_timeout_ms
+        #: Reservations asked for in this turn of the loop, decided together.
+        self._wanted: list[_Wanted] = []
+        #: A batch is running in the writer's thread: the connection is not ours to use.
+        self._writing = False
         self._writer = asyncio.create_task(self._write_loop(), name="meterline-store-writer")
         self._dirty = False
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(),
@@ -159,17 +171,24 @@ class Store:
         path = Path(path or _paths.db_path())
         try:
             await asyncio.to_thread(migrate, path)
+            # check_same_thread off: small writes also run on the loop's thread, never at the
+            # same time as the writer's thread (see _write_now).
             conn = await aiosqlite.connect(path, isolation_level=None,
-                                           timeout=busy_timeout_ms / 1000)
+                                           timeout=busy_timeout_ms / 1000,
+                                           check_same_thread=False)
             for statement in pragma_statements(busy_timeout_ms):
                 await conn.execute(statement)
             # Checkpoints (the only fsyncs in WAL mode with synchronous=NORMAL) run in the
             # background on another connection, never inside a commit someone awaits.
             await conn.execute("PRAGMA wal_autocheckpoint = 0")
             device_id = await _device_id(conn)
+            # Only a batch in the writer's thread waits for the lock (_transaction sets the
+            # timeout for it); a write on the loop's thread must not (_write_now).
+            await conn.execute("PRAGMA busy_timeout = 0")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from exc
-        return cls(path, conn, device_id, Path(config_path) if config_path else None)
+        return cls(path, conn, device_id, Path(config_path) if config_path else None,
+                   busy_timeout_ms=busy_timeout_ms)
 
     async def close(self) -> None:
         """Finish every queued write, then close."""
@@ -193,20 +212,51 @@ class Store:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def _submit(self, op: Op) -> Any:
+    async def _submit(self, op: Op, *, small: bool = False) -> Any:
+        """Commit ``op``; ``small``: a few rows by key, cheap enough for the loop's thread."""
         if self._closed:
             raise StoreError("the store is closed")
+        if small and not self._writing and self._queue.empty():
+            done, result = self._write_now(op)
+            if done:
+                return result
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))
         # Shielded: a caller cancelled mid-write (an LSP $/cancelRequest, a client that went
         # away) must not undo a write that is already queued; the call was still made.
         return await asyncio.shield(future)
 
+    def _write_now(self, op: Op) -> tuple[bool, Any]:
+        """Run ``op`` in its own transaction here and now, if the write lock is free at once.
+
+        Returns (False, None) when another connection holds the lock (nothing was done: the
+        caller queues the op). The writer's thread is idle (the caller checked), so the
+        connection is not in use; the loop's thread never waits on a lock.
+        """
+        db = self._conn._conn  # see _run_batch; its busy_timeout is 0 between batches
+        try:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return False, None  # locked by another process: the writer's thread waits
+            try:
+                result = op(db)
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to the store at {self.path}: {exc}") from exc
+        self._dirty = True
+        return True, result
+
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._writing = True
             try:
                 results = await self._run_batch([op for op, _ in batch])
             except Exception as exc:  # every waiter must hear of it
@@ -221,6 +271,7 @@ class Store:
                     if not future.done():
                         future.set_result(result)
             finally:
+                self._writing = False
                 for _ in batch:
                     self._queue.task_done()
 
@@ -240,7 +291,7 @@ class Store:
         # (Connection._execute is how every aiosqlite method reaches that thread.)
         raw = self._conn._conn  # the sqlite3 connection aiosqlite owns (used only in its thread)
         return await self._conn._execute(  # type: ignore[no-any-return, no-untyped-call]
-            _transaction, raw, ops)
+            _transaction, raw, ops, self._busy_timeout_ms)
 
     async def add_calls(self, calls: Sequence[Call]) -> InsertResult:
         """Store calls (all or none); an id or request id already stored counts as duplicate."""
@@ -298,7 +349,7 @@ class Store:
         rows = list(quotas)
         if rows:
             await self._submit(functools.partial(record_vendor_quota, provider=provider,
-                                                 quotas=rows))
+                                                 quotas=rows), small=True)
 
     # -- sync ------------------------------------------------------------------------------
 
@@ -353,33 +404,60 @@ class Store:
         Raises BudgetBlocked when settled use plus what calls in flight hold has reached an
         enforced limit. Runs under the database's write lock, so callers in other processes
         (the proxy and the sidecar) are serialised with this one.
+
+        Reservations asked for in the same turn of the event loop (a burst of requests) are
+        decided together in one transaction, in the order asked, each seeing what the ones
+        before it hold: the answers one transaction each would give, for one reading of the
+        budget windows (which are summed from the rollups: 40 µs for a day budget, 115 µs
+        for four budgets over 100k calls a month, small enough for the loop's thread).
         """
-        reservation_id = new_id()
-
-        def op(db: sqlite3.Connection) -> Reservation | BudgetBlocked:
-            at = now_ms()
-            db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
-            held = q.reserved(db, at)
-            statuses = run_plan(plan_statuses(list(budgets), at), db)
-            for spec, status in zip(budgets, statuses, strict=True):
-                if not admits(status, held):
-                    return BudgetBlocked(
-                        blocked_message(status, spec.timezone), budget=status.name,
-                        resets_at=iso(status.window.resets_at_ms),
-                        details={"usedUsd": status.used.cost_micro / 1e6,
-                                 "limitUsd": None if status.limit_micro is None
-                                 else status.limit_micro / 1e6,
-                                 "usedTokens": status.used.tokens,
-                                 "limitTokens": status.limit_tokens,
-                                 "inFlightCalls": held.calls})
-            db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
-                       (reservation_id, cost_micro, tokens, at, at + ttl_ms))
-            return Reservation(reservation_id, cost_micro, tokens, tuple(statuses))
-
-        result = await self._submit(op)
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        wanted = _Wanted(tuple(budgets), cost_micro, tokens, ttl_ms, loop.create_future())
+        self._wanted.append(wanted)
+        if len(self._wanted) == 1:
+            loop.call_soon(self._reserve_wanted)
+        # Shielded like every write: a caller that goes away leaves its reservation to
+        # expire (or be settled) rather than half-done.
+        result = await asyncio.shield(wanted.future)
         if isinstance(result, BudgetBlocked):
             raise result
-        return result  # type: ignore[no-any-return]
+        return result
+
+    def _reserve_wanted(self) -> None:
+        batch, self._wanted = self._wanted, []
+        op = functools.partial(_reserve_all, batch=batch)
+
+        def answer(results: list[Reservation | BudgetBlocked] | BaseException) -> None:
+            for wanted, result in zip(batch, results if isinstance(results, list)
+                                      else [results] * len(batch), strict=True):
+                if wanted.future.done():
+                    continue
+                if isinstance(result, BaseException) and not isinstance(result, BudgetBlocked):
+                    wanted.future.set_exception(result)
+                else:
+                    wanted.future.set_result(result)
+
+        if not self._closed and not self._writing and self._queue.empty():
+            try:
+                done, results = self._write_now(op)
+            except Exception as exc:  # every caller must hear of it
+                answer(exc)
+                return
+            if done:
+                answer(results)
+                return
+
+        def finished(task: asyncio.Task[Any]) -> None:
+            if task.cancelled():
+                answer(StoreError("the reservation was cancelled"))
+            elif task.exception() is not None:
+                answer(task.exception())  # type: ignore[arg-type]
+            else:
+                answer(task.result())
+
+        asyncio.ensure_future(self._submit(op)).add_done_callback(finished)
 
     async def settle(self, reservation: Reservation | None, calls: Sequence[Call]
                      ) -> InsertResult:
@@ -391,7 +469,7 @@ class Store:
                 db.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
             return _insert(db, _CALL_INSERT, rows)
 
-        return await self._submit(op)  # type: ignore[no-any-return]
+        return await self._submit(op, small=True)  # type: ignore[no-any-return]
 
     async def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose call never happened."""
@@ -433,9 +511,14 @@ async def _device_id(conn: aiosqlite.Connection) -> str:
     return str(row[0])
 
 
-def _transaction(db: sqlite3.Connection, ops: list[Op]) -> list[Any]:
-    """Run a batch of ops in one write transaction on the writer's connection thread."""
-    db.execute("BEGIN IMMEDIATE")
+def _transaction(db: sqlite3.Connection, ops: list[Op], busy_timeout_ms: int) -> list[Any]:
+    """Run a batch of ops in one write transaction on the writer's connection thread, which
+    may wait up to ``busy_timeout_ms`` for the write lock (the loop's thread never waits)."""
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    finally:
+        db.execute("PRAGMA busy_timeout = 0")
     try:
         results = [op(db) for op in ops]
         db.execute("COMMIT")
@@ -444,6 +527,58 @@ def _transaction(db: sqlite3.Connection, ops: list[Op]) -> list[Any]:
             db.execute("ROLLBACK")
         raise
     return results
+
+
+@dataclass
+class _Wanted:
+    """A reservation asked for, waiting for its turn (see ``Store.reserve``)."""
+
+    budgets: tuple[Budget, ...]
+    cost_micro: int
+    tokens: int
+    ttl_ms: int
+    future: asyncio.Future[Reservation | BudgetBlocked]
+
+
+def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted]
+                 ) -> list[Reservation | BudgetBlocked]:
+    """Decide reservations in order, in the caller's transaction: each admitted one holds
+    its estimate against the ones after it, exactly as if each had its own transaction."""
+    at = now_ms()
+    db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
+    held = q.reserved(db, at)
+    statuses_for: dict[tuple[Budget, ...], list[BudgetStatus]] = {}
+    results: list[Reservation | BudgetBlocked] = []
+    for wanted in batch:
+        statuses = statuses_for.get(wanted.budgets)
+        if statuses is None:
+            statuses = statuses_for[wanted.budgets] = run_plan(
+                plan_statuses(list(wanted.budgets), at), db)
+        refusal = next((_refusal(spec, status, held) for spec, status
+                        in zip(wanted.budgets, statuses, strict=True)
+                        if not admits(status, held)), None)
+        if refusal is not None:
+            results.append(refusal)
+            continue
+        reservation_id = new_id()
+        db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
+                   (reservation_id, wanted.cost_micro, wanted.tokens, at, at + wanted.ttl_ms))
+        held = held.plus(Usage(wanted.cost_micro, wanted.tokens, 1))
+        results.append(Reservation(reservation_id, wanted.cost_micro, wanted.tokens,
+                                   tuple(statuses)))
+    return results
+
+
+def _refusal(spec: Budget, status: BudgetStatus, held: Usage) -> BudgetBlocked:
+    return BudgetBlocked(
+        blocked_message(status, spec.timezone), budget=status.name,
+        resets_at=iso(status.window.resets_at_ms),
+        details={"usedUsd": status.used.cost_micro / 1e6,
+                 "limitUsd": None if status.limit_micro is None
+                 else status.limit_micro / 1e6,
+                 "usedTokens": status.used.tokens,
+                 "limitTokens": status.limit_tokens,
+                 "inFlightCalls": held.calls})
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

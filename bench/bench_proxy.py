@@ -9,7 +9,12 @@ Every target serves the same OpenAI Chat Completions request from the same fake 
 through `meterline agent` (no budget: nothing to reserve), ``meterline+budget`` through a
 second agent with an enforced budget (reserve and settle on every call), ``litellm``
 through LiteLLM's proxy when given. Requests to the targets are interleaved, so the machine's
-noise falls on all of them alike.
+noise falls on all of them alike, and all are sent by the same lean client (asyncio and
+httptools, request bytes prepared once, times taken in the callback that sees the bytes):
+a general-purpose client such as httpx costs several hundred microseconds a request in the
+measuring process, which blurs sub-millisecond differences and, on a small machine, takes
+CPU from the processes being measured. Streams ask for their usage themselves
+(``stream_options.include_usage``), so that the upstream sends every target the same events.
 
 Scenarios: one client, plain responses (total time); one client, streams (total time and
 time to first byte); ten concurrent streams (time to first byte). "Added" is a target's
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -28,11 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
-import httpx
+import httptools
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello " * 20}]}
@@ -146,60 +154,123 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def one_client(targets: dict[str, str], n: int, stream: bool
-               ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+# -- the load generator -----------------------------------------------------------------------
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection of the bench's own client: requests pre-encoded,
+    responses parsed by httptools (the C parser uvicorn uses) as the bytes arrive, times
+    taken in the callback that sees them. A lean client, identical for every target, so that
+    the load generator's own overhead (httpx costs several hundred µs a request and competes
+    for the same two cores) neither blurs nor inflates what is measured."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.first: float | None = None
+        self.done: asyncio.Future[float] | None = None
+        self.status = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(ConnectionError("connection lost"))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def on_message_complete(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(time.perf_counter())
+
+    async def request(self, raw: bytes) -> tuple[float, float]:
+        """Send one request; return (total, time to first body byte) in milliseconds."""
+        assert self.transport is not None
+        self.first = None
+        self.done = asyncio.get_running_loop().create_future()
+        start = time.perf_counter()
+        self.transport.write(raw)
+        end = await self.done
+        if self.status != 200:
+            raise SystemExit(f"HTTP {self.status}")
+        return (end - start) * 1000, ((self.first or end) - start) * 1000
+
+
+class Target:
+    """A base URL and its pre-encoded requests."""
+
+    def __init__(self, base: str) -> None:
+        url = urllib.parse.urlsplit(base)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        path = url.path.rstrip("/") + "/chat/completions"
+        self.requests = {stream: _encode(self.host, self.port, path, stream)
+                         for stream in (False, True)}
+
+    async def connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(_Connection, self.host, self.port)
+        return connection
+
+
+def _encode(host: str, port: int, path: str, stream: bool) -> bytes:
+    # A stream asks for its usage itself (as the SDKs do when asked to report it): the same
+    # events from the upstream whichever the target. Otherwise the proxy would ask for it,
+    # and the fake upstream paces that extra event like the others, a gap later (+1.1 ms
+    # measured): the fake's pacing, not the proxy's cost.
+    payload = {**BODY, "stream": True, "stream_options": {"include_usage": True}} if stream \
+        else BODY
+    body = json.dumps(payload).encode()
+    head = [f"POST {path} HTTP/1.1", f"host: {host}:{port}",
+            "content-type: application/json", f"content-length: {len(body)}",
+            f"authorization: Bearer {LITELLM_KEY}", "user-agent: meterline-bench"]
+    if stream:
+        head.append(f"x-fake: {STREAM_FAKE}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+async def one_client(targets: dict[str, Target], n: int, stream: bool
+                     ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Total time and time to first byte per target, requests interleaved round-robin."""
-    clients = {name: httpx.Client(timeout=30, headers={"authorization": f"Bearer {LITELLM_KEY}"})
-               for name in targets}
+    connections = {name: await target.connect() for name, target in targets.items()}
     totals: dict[str, list[float]] = {name: [] for name in targets}
     firsts: dict[str, list[float]] = {name: [] for name in targets}
-    body = {**BODY, "stream": stream}
-    headers = {"x-fake": STREAM_FAKE} if stream else {}
     order = list(targets)
     for i in range(n):
         for name in order if i % 2 else reversed(order):
-            start = time.perf_counter()
-            with clients[name].stream("POST", targets[name] + "/chat/completions", json=body,
-                                      headers=headers) as response:
-                first = None
-                for _ in response.iter_raw():
-                    if first is None:
-                        first = time.perf_counter()
-                if response.status_code != 200:
-                    raise SystemExit(f"{name}: HTTP {response.status_code}")
-            end = time.perf_counter()
-            totals[name].append((end - start) * 1000)
-            firsts[name].append(((first or end) - start) * 1000)
-    for client in clients.values():
-        client.close()
+            total, first = await connections[name].request(targets[name].requests[stream])
+            totals[name].append(total)
+            firsts[name].append(first)
+    for connection in connections.values():
+        assert connection.transport is not None
+        connection.transport.close()
     return totals, firsts
 
 
-async def concurrent_streams(targets: dict[str, str], workers: int, rounds: int
+async def concurrent_streams(targets: dict[str, Target], workers: int, rounds: int
                              ) -> dict[str, list[float]]:
-    """Time to first byte of ``workers`` concurrent streams, target after target."""
+    """Time to first byte of ``workers`` concurrent streams, target after target (each
+    stream on its own kept-alive connection)."""
     firsts: dict[str, list[float]] = {name: [] for name in targets}
-    limits = httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2)
-    clients = {name: httpx.AsyncClient(timeout=30, limits=limits, headers={
-        "authorization": f"Bearer {LITELLM_KEY}", "x-fake": STREAM_FAKE}) for name in targets}
-    body = {**BODY, "stream": True}
-
-    async def one(name: str) -> None:
-        start = time.perf_counter()
-        async with clients[name].stream("POST", targets[name] + "/chat/completions",
-                                        json=body) as response:
-            first = None
-            async for _ in response.aiter_raw():
-                if first is None:
-                    first = time.perf_counter()
-        firsts[name].append(((first or time.perf_counter()) - start) * 1000)
-
+    pools = {name: [await target.connect() for _ in range(workers)]
+             for name, target in targets.items()}
     order = list(targets)
     for i in range(rounds):
         for name in order if i % 2 else reversed(order):
-            await asyncio.gather(*(one(name) for _ in range(workers)))
-    for client in clients.values():
-        await client.aclose()
+            raw = targets[name].requests[True]
+            results = await asyncio.gather(*(c.request(raw) for c in pools[name]))
+            firsts[name].extend(first for _, first in results)
+    for pool in pools.values():
+        for connection in pool:
+            assert connection.transport is not None
+            connection.transport.close()
     return firsts
 
 
@@ -227,6 +298,34 @@ def report(title: str, samples: dict[str, list[float]], limits: tuple[float, flo
     return added
 
 
+async def measure(targets: dict[str, Target], args: argparse.Namespace, plain: Service
+                  ) -> None:
+    await one_client(targets, 50, stream=False)  # warm up every pool and code path
+    await one_client(targets, 20, stream=True)
+    cpu_before = cpu_seconds(plain)
+    totals, _ = await one_client(targets, args.n, stream=False)
+    report("concurrency 1, plain JSON: total time", totals, (1.0, 3.0))
+    if cpu_before is not None:
+        used = (cpu_seconds(plain) or 0) - cpu_before
+        print(f"  meterline process CPU time per plain request: {used / args.n * 1000:.2f} ms")
+    totals, firsts = await one_client(targets, args.streams, stream=True)
+    report("concurrency 1, streams: total time", totals, (1.0, 3.0))
+    report("concurrency 1, streams: time to first byte", firsts, (1.0, 3.0))
+    ttft = await concurrent_streams(targets, 10, args.rounds)
+    report("10 concurrent streams: time to first byte", ttft, (None, 5.0))  # type: ignore[arg-type]
+
+
+def run(coroutine: Coroutine[Any, Any, None]) -> None:
+    """The client's loop: uvloop where installed (as the proxy's), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coroutine)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--litellm", help="LiteLLM's virtualenv (started here) or the URL of a "
@@ -247,28 +346,18 @@ def main() -> None:
         budgeted = start_meterline(fake.base, work / "budget", "[[budgets]]\nname = 'bench'\n"
                                    "period = 'day'\nlimit_usd = 1000000\nmode = 'enforce'\n")
         services.append(budgeted)
-        targets = {"direct": fake.base + "/v1", "meterline": plain.base,
-                   "meterline+budget": budgeted.base}
+        bases = {"direct": fake.base + "/v1", "meterline": plain.base,
+                 "meterline+budget": budgeted.base}
         if args.litellm:
             service, base = start_litellm(args.litellm, fake.base, work)
             if service:
                 services.append(service)
-            targets["litellm"] = base
-        print(f"targets: {', '.join(targets)}; python {sys.version.split()[0]}, "
-              f"{os.cpu_count()} cpus")
-        one_client(targets, 50, stream=False)  # warm up every pool and code path
-        one_client(targets, 20, stream=True)
-        cpu_before = cpu_seconds(plain)
-        totals, _ = one_client(targets, args.n, stream=False)
-        report("concurrency 1, plain JSON: total time", totals, (1.0, 3.0))
-        if cpu_before is not None:
-            used = (cpu_seconds(plain) or 0) - cpu_before
-            print(f"  meterline process CPU time per plain request: {used / args.n * 1000:.2f} ms")
-        totals, firsts = one_client(targets, args.streams, stream=True)
-        report("concurrency 1, streams: total time", totals, (1.0, 3.0))
-        report("concurrency 1, streams: time to first byte", firsts, (1.0, 3.0))
-        ttft = asyncio.run(concurrent_streams(targets, 10, args.rounds))
-        report("10 concurrent streams: time to first byte", ttft, (None, 5.0))  # type: ignore[arg-type]
+            bases["litellm"] = base
+        print(f"targets: {', '.join(bases)}; python {sys.version.split()[0]}, "
+              f"{os.cpu_count()} cpus; load average {os.getloadavg()[0]:.2f} at start")
+        run(measure({name: Target(base) for name, base in bases.items()}, args,
+                    plain))
+        print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
     finally:
         for service in reversed(services):
             service.stop()

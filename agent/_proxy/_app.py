@@ -35,6 +35,7 @@ from agent._pricing import price_call
 from agent._proxy import _keys
 from agent._proxy._headers import (
     HOP_BY_HOP,
+    QUOTA_PREFIXES,
     Headers,
     header,
     kind_of,
@@ -100,8 +101,16 @@ def route(path: str) -> tuple[str, str] | None:
     return None
 
 
-def upstream_url(origin: str, rest: str, query: bytes) -> str:
+def upstream_url(origin: str, scope: Scope, provider: str, rest: str) -> str:
+    """The upstream URL of a request: the path after the prefix as the client encoded it
+    (``raw_path``; ``rest`` is its decoded form, used if the prefix itself was encoded), and
+    the query string."""
+    raw = scope.get("raw_path")
+    prefix = "/" + provider
+    if isinstance(raw, bytes) and raw.startswith(prefix.encode()):
+        rest = raw[len(prefix):].decode("latin-1") or "/"
     url = origin.rstrip("/") + rest
+    query: bytes = scope["query_string"]
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
@@ -117,16 +126,21 @@ def new_client(options: ProxyOptions) -> Upstream:
 
 
 class QuotaRecorder:
-    """Keeps the latest quota figures per provider and writes them in the background,
-    at most every ``QUOTA_FLUSH_S``: never on a request's path."""
+    """Keeps the latest quota headers per provider and reads and writes them in the
+    background, at most every ``QUOTA_FLUSH_S``: never on a request's path."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._latest: dict[str, list[dict[str, Any]]] = {}
+        #: provider → (the quota headers of its latest response, when it came, epoch ms)
+        self._latest: dict[str, tuple[Headers, int]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def offer(self, provider: str, quotas: list[dict[str, Any]]) -> None:
-        self._latest[provider] = quotas
+    def offer(self, provider: str, headers: Headers) -> None:
+        """Note a response's headers (cheap: the parsing waits for the flush)."""
+        found = [(k, v) for k, v in headers if k.startswith(QUOTA_PREFIXES)]
+        if not found:
+            return
+        self._latest[provider] = (found, int(time.time() * 1000))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._flush_soon())
 
@@ -136,7 +150,10 @@ class QuotaRecorder:
 
     async def flush(self) -> None:
         pending, self._latest = self._latest, {}
-        for provider, quotas in pending.items():
+        for provider, (headers, at_ms) in pending.items():
+            quotas = vendor_quotas(headers, at_ms)
+            if not quotas:
+                continue
             try:
                 await self._store.set_vendor_quota(provider, quotas)
             except StoreError as exc:
@@ -161,16 +178,25 @@ class Proxy:
         self.keys = _keys.KeyCache()
         self.quotas = QuotaRecorder(store)
         self._budgets: tuple[float, list[Budget]] = (-1e9, [])
+        self._budgets_read: asyncio.Future[list[Budget]] | None = None
 
     async def aclose(self) -> None:
         await self.quotas.aclose()
         await self.client.aclose()
 
     async def budgets(self) -> list[Budget]:
+        """The budgets in force, re-read at most every ``BUDGET_TTL_S``; requests that find
+        them stale together share one read (not one read each, one after the other)."""
         stamp, budgets = self._budgets
-        if time.monotonic() - stamp > BUDGET_TTL_S:
-            budgets = await self.store.budgets()
-            self._budgets = (time.monotonic(), budgets)
+        if time.monotonic() - stamp <= BUDGET_TTL_S:
+            return budgets
+        if self._budgets_read is None or self._budgets_read.done():
+            self._budgets_read = asyncio.ensure_future(self._read_budgets())
+        return await asyncio.shield(self._budgets_read)
+
+    async def _read_budgets(self) -> list[Budget]:
+        budgets = await self.store.budgets()
+        self._budgets = (time.monotonic(), budgets)
         return budgets
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -213,7 +239,7 @@ class Proxy:
         if isinstance(headers, str):
             await _reply_no_key(send, provider, headers)
             return
-        url = upstream_url(self.options.upstreams[provider], rest, scope["query_string"])
+        url = upstream_url(self.options.upstreams[provider], scope, provider, rest)
         length = header(scope["headers"], b"content-length")
         chunked = header(scope["headers"], b"transfer-encoding") is not None
         body: bytes | AsyncIterator[bytes] = b""  # HTTP/1.1: neither header, no body
@@ -268,6 +294,8 @@ class Exchange:
         self.reservation: Reservation | None = None
         self.recorded = False
         self._deferred_start: Message | None = None
+        #: While the body is pumped: the deadline a departed client puts on it.
+        self._deadline: asyncio.Timeout | None = None
 
     # -- the life of the request ------------------------------------------------------------
 
@@ -310,6 +338,7 @@ class Exchange:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 self.client_gone.set()
+                self._give_up_later()
                 return
 
     async def _forward(self, body: bytes) -> None:
@@ -326,8 +355,8 @@ class Exchange:
 
         if not await self._reserve():
             return
-        url = upstream_url(self.proxy.options.upstreams[self.provider], self.rest,
-                           self.scope["query_string"])
+        url = upstream_url(self.proxy.options.upstreams[self.provider], self.scope,
+                           self.provider, self.rest)
         try:
             response = await self.proxy.client.send("POST", url, headers, upstream_body)
         except UPSTREAM_ERRORS as exc:
@@ -366,9 +395,7 @@ class Exchange:
     async def _relay(self, response: Response, *, strip: bool) -> None:
         """Stream the upstream response to the client while metering it."""
         upstream_headers = response.headers
-        quotas = vendor_quotas(upstream_headers)
-        if quotas:
-            self.proxy.quotas.offer(self.provider, quotas)
+        self.proxy.quotas.offer(self.provider, upstream_headers)
         content_type = header(upstream_headers, b"content-type") or ""
         streaming = "text/event-stream" in content_type
         meter = self.meter = meter_for(self.api, streaming=streaming, strip_usage_chunk=strip)
@@ -387,14 +414,14 @@ class Exchange:
             out_headers.append((b"x-meterline-budget", warning.encode()))
         start = {"type": "http.response.start", "status": response.status_code,
                  "headers": out_headers}
-        if streaming:
+        if streaming and not response.body_ready():
             await self._send(start)  # the time to first byte of a stream is the client's
         else:
-            # A plain body is only of use whole: its head goes out with its first bytes, so
-            # that the client wakes up once, not twice.
+            # A plain body is only of use whole; a stream's first event came with its head:
+            # the head goes out with the first bytes, so that the client wakes up once.
             self._deferred_start = start
 
-        cut = await self._pump(response, meter, decode)
+        cut = await self._pump(response, meter, decode, streaming)
         tail = meter.finish()
         # A stream is whole when its last event came; a plain body when it was not cut.
         complete = meter.tally.complete or (not cut and not streaming)
@@ -406,52 +433,52 @@ class Exchange:
             raise AbortResponse("upstream response cut short")
         await self._send({"type": "http.response.body", "body": tail, "more_body": False})
 
-    async def _pump(self, response: Response, meter: Meter, decode: bool) -> bool:
+    async def _pump(self, response: Response, meter: Meter, decode: bool, streaming: bool
+                    ) -> bool:
         """Forward the body until it ends; return True if it was cut short (upstream error,
-        or the client left and the upstream did not finish within the grace period)."""
+        or the client left and the upstream did not finish within the grace period).
 
-        async def forward() -> None:
-            chunks = response.aiter_decoded() if decode else response.aiter_raw()
-            async for chunk in chunks:
-                out = meter.feed(chunk)
-                if out:
-                    await self._send({"type": "http.response.body", "body": out,
-                                      "more_body": True})
-
-        task = asyncio.create_task(forward())
-        gone = asyncio.create_task(self.client_gone.wait())
+        The body is read in this task; a client that leaves sets a deadline on it (see
+        ``_watch_disconnect``): no second task, no wait on two things per request."""
         try:
-            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():
-                # The client left: keep reading a little, for the usage at the end.
-                await asyncio.wait({task}, timeout=self.proxy.options.disconnect_grace_s)
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                return True
-            error = task.exception()
-            if error is None:
-                return False
-            if isinstance(error, UPSTREAM_ERRORS):
+            async with asyncio.timeout(None) as deadline:
+                self._deadline = deadline
+                if self.client_gone.is_set():
+                    self._give_up_later()
+                chunks = response.aiter_decoded() if decode else response.aiter_raw()
+                async for chunk in chunks:
+                    out = meter.feed(chunk)
+                    if out:
+                        await self._send({"type": "http.response.body", "body": out,
+                                          "more_body": True})
+                    elif streaming and self._deferred_start is not None:
+                        await self._send_start()  # the first event is not whole yet
+        except UPSTREAM_ERRORS as error:
+            if not deadline.expired():  # else: the client left and the grace period ran out
                 log.warning("POST %s: upstream cut (%s)", self.scope["path"],
                             type(error).__name__)
-                return True
-            raise error
+            return True
         finally:
-            gone.cancel()
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            self._deadline = None
+        return False
+
+    def _give_up_later(self) -> None:
+        """The client left: keep reading a little, for the usage at the end."""
+        if self._deadline is not None and self._deadline.when() is None:
+            self._deadline.reschedule(asyncio.get_running_loop().time()
+                                      + self.proxy.options.disconnect_grace_s)
 
     async def _send(self, message: Message) -> None:
         if self.client_gone.is_set():
             return
         if self._deferred_start is not None:
-            start, self._deferred_start = self._deferred_start, None
-            await self.send(start)
+            await self._send_start()
         await self.send(message)
+
+    async def _send_start(self) -> None:
+        start, self._deferred_start = self._deferred_start, None
+        if start is not None and not self.client_gone.is_set():
+            await self.send(start)
 
     def _budget_warning(self) -> str | None:
         if self.reservation is None or not self.reservation.warnings:

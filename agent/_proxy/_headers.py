@@ -75,7 +75,7 @@ def request_id_of(headers: Headers) -> str | None:
 
 # -- the provider's own quota ---------------------------------------------------------------
 
-_QUOTA_PREFIXES = (b"anthropic-ratelimit-", b"x-ratelimit-")
+QUOTA_PREFIXES = (b"anthropic-ratelimit-", b"x-ratelimit-")
 _ANTHROPIC = re.compile(r"^anthropic-ratelimit-(.+)-(limit|remaining|reset|utilization)$")
 _OPENAI = re.compile(r"^x-ratelimit-(limit|remaining|reset)-(.+)$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -88,7 +88,7 @@ def vendor_quotas(headers: Headers, now_ms: int | None = None) -> list[dict[str,
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     windows: dict[str, dict[str, Any]] = {}
     for raw_key, raw_value in headers:
-        if not raw_key.startswith(_QUOTA_PREFIXES):
+        if not raw_key.startswith(QUOTA_PREFIXES):
             continue  # most headers: skip before any decoding or regex
         key = raw_key.decode("latin-1").lower()
         value = raw_value.decode("latin-1").strip()

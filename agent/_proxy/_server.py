@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import socket
@@ -92,11 +93,19 @@ async def serve(store: Store, settings: Settings, sock: socket.socket, stop: asy
     proxy = Proxy(store, options_from(settings))
     # The price table takes a few hundred milliseconds to load: not on the first request.
     warming = asyncio.create_task(asyncio.to_thread(_warm_pricing))
+    # Then everything loaded so far (modules, the price tables: ~60k objects) lives as long
+    # as the process: kept out of the cyclic collector's sight, a full collection takes
+    # microseconds instead of ~25 ms, a pause that otherwise lands on some request now and
+    # then (the 99th percentile).
+    warming.add_done_callback(lambda _: gc.freeze())
     grace = settings.proxy.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
+    # httptools (uvicorn[standard] brings it; "auto" would silently fall back to h11, which
+    # costs several hundred microseconds a request); no X-Forwarded-* rewriting: the proxy
+    # is reached on loopback by the tools themselves, never through another proxy.
     config = uvicorn.Config(
         proxy, lifespan="off", access_log=False, log_config=None, server_header=False,
-        date_header=False, ws="none", http="auto", timeout_keep_alive=30,
-        timeout_graceful_shutdown=max(1, round(grace)),
+        date_header=False, ws="none", http="httptools", proxy_headers=False,
+        timeout_keep_alive=30, timeout_graceful_shutdown=max(1, round(grace)),
     )
     logging.getLogger("uvicorn.error").addFilter(_QuietAborts())
     server = _Server(config)

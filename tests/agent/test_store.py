@@ -258,3 +258,59 @@ async def test_the_wal_is_checkpointed_in_the_background(tmp_path: Path) -> None
         while size(db_file) == before:
             assert asyncio.get_running_loop().time() < deadline, "no background checkpoint"
             await asyncio.sleep(0.1)
+
+
+async def test_a_settle_commits_on_the_loop_or_waits_for_the_lock_in_the_thread(
+        tmp_path: Path) -> None:
+    """A settle that finds the writer idle is committed before it returns (visible to
+    another connection); one that finds another process holding the write lock goes to
+    the writer's thread and waits there, while the event loop keeps running."""
+    db_file = tmp_path / "s.db"
+    other = connect(db_file)
+    async with await Store.open(db_file) as store:
+        reservation = await store.reserve([], cost_micro=5, tokens=5)
+        await store.settle(reservation, [call(request_id="req_inline")])
+        assert other.execute("SELECT request_id FROM calls").fetchall() == [("req_inline",)]
+        assert other.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 0
+
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        settling = asyncio.create_task(store.settle(None, [call(request_id="req_waited")]))
+        ticks = 0
+        for _ in range(10):
+            await asyncio.sleep(0.01)  # the loop is not blocked by the waiting write
+            ticks += 1
+        assert ticks == 10
+        assert not settling.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(settling, 5)
+    assert {row[0] for row in other.execute("SELECT request_id FROM calls")} == {
+        "req_inline", "req_waited"}
+
+
+async def test_a_burst_of_reservations_is_decided_in_order_as_one_at_a_time(
+        tmp_path: Path) -> None:
+    """Reservations asked for together share one transaction; each still sees what the
+    ones before it hold (and another list of budgets gets its own reading)."""
+    db_file = tmp_path / "s.db"
+    other = connect(db_file)
+    async with await Store.open(db_file) as store:
+        outcomes = await asyncio.gather(
+            *(store.reserve(enforced(1.0), cost_micro=300_000, tokens=0) for _ in range(5)),
+            store.reserve(enforced(100.0), cost_micro=300_000, tokens=0),
+            return_exceptions=True)
+        # $0.9 held after three: a fourth may still start, a fifth may not.
+        assert [isinstance(o, BudgetBlocked) for o in outcomes] == [
+            False, False, False, False, True, False]
+        blocked = outcomes[4]
+        assert isinstance(blocked, BudgetBlocked)
+        assert blocked.details["inFlightCalls"] == 4
+        assert other.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 5
+
+        other.execute("BEGIN IMMEDIATE")  # held elsewhere: the burst waits in the thread
+        waiting = asyncio.gather(*(store.reserve(enforced(100.0), cost_micro=1, tokens=0)
+                                   for _ in range(3)))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        other.execute("COMMIT")
+        assert len(await asyncio.wait_for(waiting, 5)) == 3
+    assert other.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 8
