@@ -3,8 +3,10 @@
 One transaction per batch. Raw rows go in with ``INSERT ... ON CONFLICT DO NOTHING
 RETURNING``, so the database itself says which rows are new, also when several server
 processes ingest overlapping batches at once; only those rows reach the rollups. On
-PostgreSQL a batch is one statement over a JSON array (``json_populate_recordset``: one
-parameter, parsed in C, cheaper than two dozen typed arrays); on SQLite, multi-row VALUES.
+PostgreSQL a batch is one statement over one parameter, an array of the table's own row
+type (``unnest($1::calls[])``), sent straight to asyncpg, which encodes it in the binary
+protocol: half the server time of parsing the same rows from JSON. On SQLite, multi-row
+VALUES.
 
 Deployments: CI reports commits (``POST /deployments``); the committed lines of those commits
 count as deployed. A commit may also arrive after its deployment (the developer's machine
@@ -15,6 +17,7 @@ advisory lock, so each deployed suggestion counts exactly once.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,13 +61,13 @@ class IngestOps(StoreBase):
     def _rows(self, developer_id: int, batch: EventBatch
               ) -> tuple[list[CallRow], list[SuggestionRow]]:
         """Rows in column order, without in-batch duplicates, sorted by id (lock order)."""
-        seen: set[str] = set()
+        seen: set[str | uuid.UUID] = set()
         request_ids: set[str] = set()
         calls: list[CallRow] = []
         suggestions: list[SuggestionRow] = []
         hex_ids = not self.is_postgres
         for event in batch.events:
-            key = event.id.hex if hex_ids else str(event.id)
+            key = event.id.hex if hex_ids else event.id
             if key in seen:
                 continue
             seen.add(key)
@@ -102,10 +105,10 @@ class IngestOps(StoreBase):
         new_suggestions: list[SuggestionRow] = []
         if calls:
             fresh = await self._fresh_ids(conn, t.calls, calls)
-            new_calls = [row for row in calls if row.id in fresh]
+            new_calls = [row for row in calls if _by_id(row) in fresh]
         if suggestions:
             fresh = await self._fresh_ids(conn, t.suggestion_events, suggestions)
-            new_suggestions = [row for row in suggestions if row.id in fresh]
+            new_suggestions = [row for row in suggestions if _by_id(row) in fresh]
         deployed = [deployed_from_event(row) for row in new_suggestions
                     if row.type == "deployed"]
         committed = [row for row in new_suggestions if row.type == "committed" and row.commit_sha]
@@ -197,11 +200,11 @@ class IngestOps(StoreBase):
                 on_conflict=f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}")
 
     async def _fresh_ids(self, conn: AsyncConnection, table: sa.Table,
-                         rows: Sequence[CallRow | SuggestionRow]) -> set[str]:
-        """Insert; the ids of the rows that were new (in the rows' own spelling)."""
+                         rows: Sequence[CallRow | SuggestionRow]) -> set[Any]:
+        """Insert; the ids of the rows that were new, as ``_by_id`` spells them."""
         inserted = await self._insert(conn, table, rows, returning="id")
         if self.is_postgres:
-            return {str(row[0]) for row in inserted}
+            return {row[0].int for row in inserted}
         return {row[0] for row in inserted}
 
     async def _insert(self, conn: AsyncConnection, table: sa.Table,
@@ -213,11 +216,14 @@ class IngestOps(StoreBase):
         columns = [column.name for column in table.columns]
         tail = f" {on_conflict}" + (f" RETURNING {returning}" if returning else "")
         if self.is_postgres:
-            result = await conn.exec_driver_sql(
-                f"INSERT INTO {table.name} SELECT * FROM "
-                f"json_populate_recordset(NULL::{table.name}, $1::json){tail}",
-                (msgspec.json.encode(rows).decode(),))
-            return list(result.fetchall()) if returning else []
+            driver = await _driver(conn)
+            sql = f"INSERT INTO {table.name} SELECT (r).* FROM unnest($1::{table.name}[]) r{tail}"
+            records = [tuple(row.values()) if isinstance(row, dict)
+                       else msgspec.structs.astuple(row) for row in rows]
+            if returning:
+                return list(await driver.fetch(sql, records))
+            await driver.execute(sql, records)
+            return []
         head = f"INSERT INTO {table.name} ({', '.join(columns)}) "
         one = "(" + ", ".join("?" * len(columns)) + ")"
         step = max(1, _SQLITE_MAX_VARIABLES // len(columns))
@@ -235,6 +241,24 @@ class IngestOps(StoreBase):
         return out
 
 
-def _by_id(row: CallRow | SuggestionRow) -> str:
-    return row.id
+def _by_id(row: CallRow | SuggestionRow) -> str | int:
+    """The id as a sort and set key: hex digits on SQLite, the UUID's integer on PostgreSQL
+    (both order like the database's own index; uuid.UUID's comparisons run in Python)."""
+    key = row.id
+    return key if isinstance(key, str) else key.int
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The asyncpg connection under ``conn``, inside the transaction ``conn`` began.
+
+    SQLAlchemy sends BEGIN lazily, with its first statement: send one if none went yet, so
+    that what goes straight to the driver is part of the transaction.
+    """
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        await conn.exec_driver_sql("SELECT 1")
+    assert driver.is_in_transaction()
+    return driver
 

@@ -63,7 +63,7 @@ class StoreBase:
                     return await self._transaction(work)
                 async with self._one_writer:
                     return await self._transaction(work)
-            except DBAPIError as exc:
+            except Exception as exc:  # DBAPIError, or asyncpg's own (statements sent to it)
                 if attempt == _ATTEMPTS - 1 or not _retryable(exc):
                     raise
             await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
@@ -79,8 +79,13 @@ class StoreBase:
         await self.engine.dispose()
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    orig = exc.orig
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        orig: object = exc.orig
+    elif hasattr(exc, "sqlstate"):  # asyncpg.PostgresError
+        orig = exc
+    else:
+        return False
     codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None),
              getattr(getattr(orig, "__cause__", None), "sqlstate", None)}
     if codes & _RETRYABLE_SQLSTATES:
