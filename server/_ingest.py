@@ -38,6 +38,7 @@ from server._rollup import (
     retention_deltas,
     usage_deltas,
 )
+from server._summaries import activity_deltas, presence, summary_deltas
 from server._txn import StoreBase
 from server._wire import CallEvent, DeploymentResult, EventBatch, IngestResult, stage_of
 
@@ -187,17 +188,34 @@ class IngestOps(StoreBase):
     async def _add_to_rollups(self, conn: AsyncConnection,
                               usage: list[tuple[tuple[Any, ...], list[int]]],
                               retention: list[tuple[tuple[Any, ...], list[int]]]) -> None:
-        for table, key, sums, deltas in (
-                (t.usage_daily, t.ROLLUP_KEY, t.USAGE_SUMS, usage),
-                (t.retention_daily, t.RETENTION_KEY, t.RETENTION_SUMS, retention)):
-            if not deltas:
-                continue
-            additions = ", ".join(f"{name} = {table.name}.{name} + excluded.{name}"
-                                  for name in sums)
-            columns = [*key, *sums]
-            await self._insert(
-                conn, table, [dict(zip(columns, (*k, *v), strict=True)) for k, v in deltas],
-                on_conflict=f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}")
+        """The rollup deltas into the rollups, and into the summaries across developers."""
+        await self._upsert(conn, t.usage_daily, t.ROLLUP_KEY, t.USAGE_SUMS, usage)
+        await self._upsert(conn, t.retention_daily, t.RETENTION_KEY, t.RETENTION_SUMS,
+                           retention)
+        await self._upsert(conn, t.usage_summary, t.DETAIL_KEY, t.USAGE_SUMS,
+                           summary_deltas(usage))
+        await self._upsert(conn, t.retention_summary, (*t.DETAIL_KEY, "checkpoint_s"),
+                           t.RETENTION_SUMS, summary_deltas(retention))
+        candidates = presence("usage", usage) + presence("retention", retention)
+        if not candidates:
+            return
+        new = await self._insert(conn, t.active_days, candidates,
+                                 returning=", ".join(t.PRESENCE_KEY))
+        daily, spans = activity_deltas(new)
+        await self._upsert(conn, t.active_daily, t.ACTIVE_DAILY_KEY, ("developers",), daily)
+        await self._upsert(conn, t.active_spans, t.ACTIVE_SPANS_KEY, ("days",), spans,
+                           combine="|")
+
+    async def _upsert(self, conn: AsyncConnection, table: sa.Table, key: Sequence[str],
+                      sums: Sequence[str], deltas: list[tuple[tuple[Any, ...], list[int]]],
+                      combine: str = "+") -> None:
+        """Add ``deltas`` (key, values; sorted by key) to ``table``'s rows."""
+        if not deltas:
+            return
+        additions = ", ".join(f"{name} = {table.name}.{name} {combine} excluded.{name}"
+                              for name in sums)
+        await self._insert(conn, table, [(*k, *v) for k, v in deltas],
+                           on_conflict=f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}")
 
     async def _fresh_ids(self, conn: AsyncConnection, table: sa.Table,
                          rows: Sequence[CallRow | SuggestionRow]) -> set[Any]:
@@ -208,20 +226,20 @@ class IngestOps(StoreBase):
         return {row[0] for row in inserted}
 
     async def _insert(self, conn: AsyncConnection, table: sa.Table,
-                      rows: Sequence[msgspec.Struct | dict[str, Any]], *,
+                      rows: Sequence[msgspec.Struct | tuple[Any, ...]], *,
                       returning: str | None = None,
                       on_conflict: str = "ON CONFLICT DO NOTHING") -> list[Sequence[Any]]:
-        """Insert ``rows`` (Structs or dicts keyed and ordered like the table's columns);
+        """Insert ``rows`` (Structs or tuples, fields in the table's column order);
         the RETURNING rows, if asked for. Rows go in in the given order (lock order)."""
         columns = [column.name for column in table.columns]
         tail = f" {on_conflict}" + (f" RETURNING {returning}" if returning else "")
         if self.is_postgres:
             driver = await _driver(conn)
             sql = f"INSERT INTO {table.name} SELECT (r).* FROM unnest($1::{table.name}[]) r{tail}"
-            records = [tuple(row.values()) if isinstance(row, dict)
-                       else msgspec.structs.astuple(row) for row in rows]
+            records = [row if isinstance(row, tuple) else msgspec.structs.astuple(row)
+                       for row in rows]
             if returning:
-                return list(await driver.fetch(sql, records))
+                return [tuple(record) for record in await driver.fetch(sql, records)]
             await driver.execute(sql, records)
             return []
         head = f"INSERT INTO {table.name} ({', '.join(columns)}) "
@@ -232,12 +250,11 @@ class IngestOps(StoreBase):
             chunk = rows[start:start + step]
             values: list[Any] = []
             for row in chunk:
-                values += (row.values() if isinstance(row, dict)
-                           else msgspec.structs.astuple(row))
+                values += row if isinstance(row, tuple) else msgspec.structs.astuple(row)
             result = await conn.exec_driver_sql(
                 f"{head}VALUES {', '.join([one] * len(chunk))}{tail}", tuple(values))
             if returning:
-                out.extend(result.fetchall())
+                out.extend(tuple(record) for record in result.fetchall())
         return out
 
 
