@@ -17,7 +17,6 @@ advisory lock, so each deployed suggestion counts exactly once.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,16 +61,17 @@ class IngestOps(StoreBase):
     def _rows(self, developer_id: int, batch: EventBatch
               ) -> tuple[list[CallRow], list[SuggestionRow]]:
         """Rows in column order, without in-batch duplicates, sorted by id (lock order)."""
-        seen: set[str | uuid.UUID] = set()
+        seen: set[int] = set()
         request_ids: set[str] = set()
         calls: list[CallRow] = []
         suggestions: list[SuggestionRow] = []
         hex_ids = not self.is_postgres
         for event in batch.events:
-            key = event.id.hex if hex_ids else event.id
-            if key in seen:
+            number = event.id.int
+            if number in seen:
                 continue
-            seen.add(key)
+            seen.add(number)
+            key = event.id.hex if hex_ids else event.id
             ts_ms = int(event.ts.timestamp() * 1000)
             if type(event) is CallEvent:
                 if event.request_id is not None:
@@ -154,8 +154,8 @@ class IngestOps(StoreBase):
     async def _lock_deployments(self, conn: AsyncConnection) -> None:
         """Deployment matching runs one transaction at a time (SQLite: it already does)."""
         if self.is_postgres:
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                               {"key": _DEPLOY_LOCK})
+            await (await _driver(conn)).execute("SELECT pg_advisory_xact_lock($1)",
+                                                _DEPLOY_LOCK)
 
     async def _match_known_deployments(self, conn: AsyncConnection, developer_id: int,
                                        committed: list[SuggestionRow]) -> list[DeployedRow]:
@@ -164,11 +164,20 @@ class IngestOps(StoreBase):
         teams = sa.select(t.team_members.c.team_id).where(
             t.team_members.c.member_id == developer_id)
         commits = sorted({row.commit_sha for row in committed if row.commit_sha})
+        known: dict[str, list[tuple[str, int]]] = {}
+        if self.is_postgres:  # one array parameter, no SQLAlchemy on the ingest path
+            for commit, environment, day in await (await _driver(conn)).fetch(
+                    "SELECT commit_sha, environment, min(day) FROM deployments "
+                    "WHERE commit_sha = ANY($1::text[]) AND (team_id IS NULL OR team_id IN "
+                    "(SELECT team_id FROM team_members WHERE member_id = $2)) "
+                    "GROUP BY commit_sha, environment", commits, developer_id):
+                known.setdefault(commit, []).append((environment, day))
+            return [deployed_from_commit(row, environment, day) for row in committed
+                    for environment, day in known.get(row.commit_sha or "", [])]
         query = (sa.select(d.c.commit_sha, d.c.environment, sa.func.min(d.c.day))
                  .where(d.c.commit_sha.in_(commits),
                         sa.or_(d.c.team_id.is_(None), d.c.team_id.in_(teams)))
                  .group_by(d.c.commit_sha, d.c.environment))
-        known: dict[str, list[tuple[str, int]]] = {}
         for commit, environment, day in await conn.execute(query):
             known.setdefault(commit, []).append((environment, day))
         return [deployed_from_commit(row, environment, day)
@@ -275,7 +284,13 @@ async def _driver(conn: AsyncConnection) -> Any:
     driver = raw.driver_connection
     assert driver is not None
     if not driver.is_in_transaction():
-        await conn.exec_driver_sql("SELECT 1")
+        # SQLAlchemy's asyncpg adapter begins on its first statement; ask it to begin now
+        # (saves a round trip), or else send one.
+        begin = getattr(raw.dbapi_connection, "_start_transaction", None)
+        if begin is not None:
+            await begin()
+        if not driver.is_in_transaction():
+            await conn.exec_driver_sql("SELECT 1")
     assert driver.is_in_transaction()
     return driver
 
