@@ -102,33 +102,36 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
                   *summed(retention_table, t.RETENTION_SUMS))
         .where(*in_range(retention_table))
         .group_by(*retained_cols, retention_table.c.checkpoint_s))
-    total_usage = (await conn.execute(sa.select(*summed(usage_table, t.USAGE_SUMS))
-                                      .where(*in_range(usage_table)))).one()
-    total_retention = await conn.execute(
-        sa.select(retention_table.c.checkpoint_s, *summed(retention_table, t.RETENTION_SUMS))
-        .where(*in_range(retention_table)).group_by(retention_table.c.checkpoint_s))
     keys = _Keys(dims, {})
     developers: dict[str, dict[GroupKey, int]] = {"usage": {}, "retention": {}}
-    for row in await conn.execute(_developers_query(dims, days)):
+    for row in (await conn.execute(_developers_query(dims, days))).all():
         developers[row[0]][keys(row[1:1 + width])] = int(row[-1])
     total_developers = await conn.scalar(_developers_query((), days, kind="usage"))
 
     groups: dict[GroupKey, Sums] = {}
     active = developers["usage"]
-    for row in usage:
+    for row in usage.all():
         key = keys(row[:width])
         groups[key] = Sums(usage=[int(v or 0) for v in row[width:]],
                            developers=active.get(key, 0))
-    for row in retention:
+    for row in retention.all():
         key = keys(row[:width])
         sums = groups.get(key)
         if sums is None:  # retained code whose acceptance fell outside this group
             sums = groups[key] = Sums(developers=developers["retention"].get(key, 0))
         sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 1:]]
-    total = Sums(usage=[int(v or 0) for v in total_usage],
-                 developers=int(total_developers or 0))
-    for row in total_retention:
-        total.retained[int(row[0])] = [int(v or 0) for v in row[1:]]
+    # The groups split the summary rows between them: the total is their sum (but not
+    # their developers, who may be in several groups).
+    total = Sums(developers=int(total_developers or 0))
+    if groups:
+        total.usage = [sum(column)
+                       for column in zip(*(s.usage for s in groups.values()), strict=True)]
+    for sums in groups.values():
+        for checkpoint, values in sums.retained.items():
+            mine = total.retained.setdefault(checkpoint, [0, 0, 0])
+            mine[0] += values[0]
+            mine[1] += values[1]
+            mine[2] += values[2]
     return groups, total
 
 

@@ -276,4 +276,4 @@ def build_report(*, dims: Sequence[str], groups: dict[GroupKey, Sums], total: Su
 
 
 def _sort_key(key: GroupKey) -> tuple[tuple[bool, str], ...]:
-    return tuple((part is None, part or "") for part in key)
+    return tuple([(part is None, part or "") for part in key])
