@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server._db import AUTOCOMMIT, SNAPSHOT_PG, WRITE
@@ -26,6 +27,9 @@ from server._db import AUTOCOMMIT, SNAPSHOT_PG, WRITE
 T = TypeVar("T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 _ATTEMPTS = 6
+#: asyncpg's errors for a database gone (lost connection, shutdown, restart).
+_DRIVER_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                       asyncpg.exceptions.OperatorInterventionError)
 
 
 def now_ms() -> int:
@@ -65,6 +69,8 @@ class StoreBase:
                     return await self._transaction(work)
             except Exception as exc:  # DBAPIError, or asyncpg's own (statements sent to it)
                 if attempt == _ATTEMPTS - 1 or not _retryable(exc):
+                    if isinstance(exc, _DRIVER_UNAVAILABLE):  # as SQLAlchemy's: a 503
+                        raise OperationalError(None, None, exc) from exc
                     raise
             await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
         raise AssertionError("unreachable")
