@@ -37,7 +37,14 @@ from server._rollup import (
     retention_deltas,
     usage_deltas,
 )
-from server._summaries import activity_deltas, presence, summary_deltas
+from server._summaries import (
+    MEMBERSHIP_LOCK,
+    activity_deltas,
+    developers_in,
+    presence,
+    summary_deltas,
+    team_summary_deltas,
+)
 from server._txn import StoreBase
 from server._wire import CallEvent, DeploymentResult, EventBatch, IngestResult, stage_of
 
@@ -205,7 +212,15 @@ class IngestOps(StoreBase):
                            summary_deltas(usage))
         await self._upsert(conn, t.retention_summary, (*t.DETAIL_KEY, "checkpoint_s"),
                            t.RETENTION_SUMS, summary_deltas(retention))
-        candidates = presence("usage", usage) + presence("retention", retention)
+        developers = developers_in(usage, retention)
+        teams_of = await self._teams_of(conn, developers) if developers else {}
+        if teams_of:
+            await self._upsert(conn, t.team_usage_summary, ("team_id", *t.DETAIL_KEY),
+                               t.USAGE_SUMS, team_summary_deltas(usage, teams_of))
+            await self._upsert(conn, t.team_retention_summary,
+                               ("team_id", *t.DETAIL_KEY, "checkpoint_s"), t.RETENTION_SUMS,
+                               team_summary_deltas(retention, teams_of))
+        candidates = sorted(presence("usage", usage) + presence("retention", retention))
         if not candidates:
             return
         new = await self._insert(conn, t.active_days, candidates,
@@ -214,6 +229,26 @@ class IngestOps(StoreBase):
         await self._upsert(conn, t.active_daily, t.ACTIVE_DAILY_KEY, ("developers",), daily)
         await self._upsert(conn, t.active_spans, t.ACTIVE_SPANS_KEY, ("days",), spans,
                            combine="|")
+
+    async def _teams_of(self, conn: AsyncConnection, developers: list[int]
+                        ) -> dict[int, list[int]]:
+        """The developers' teams (developer id → team ids), read once their membership
+        locks are held (PostgreSQL; SQLite has one writer): a concurrent change of their
+        teams then moves this batch's sums either entirely or not at all."""
+        if self.is_postgres:
+            driver = await _driver(conn)
+            await driver.execute("SELECT pg_advisory_xact_lock_shared($1, id) "
+                                 "FROM unnest($2::int4[]) AS id", MEMBERSHIP_LOCK, developers)
+            rows = await driver.fetch("SELECT member_id, team_id FROM team_members "
+                                      "WHERE member_id = ANY($1::int4[])", developers)
+        else:
+            rows = list(await conn.execute(
+                sa.select(t.team_members.c.member_id, t.team_members.c.team_id)
+                .where(t.team_members.c.member_id.in_(developers))))
+        teams_of: dict[int, list[int]] = {}
+        for member_id, team_id in rows:
+            teams_of.setdefault(member_id, []).append(team_id)
+        return teams_of
 
     async def _upsert(self, conn: AsyncConnection, table: sa.Table, key: Sequence[str],
                       sums: Sequence[str], deltas: list[tuple[tuple[Any, ...], list[int]]],

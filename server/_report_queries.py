@@ -1,7 +1,8 @@
 """The report's reads: sums from the daily rollups or summaries, never from raw events.
 
-Reports over every developer, grouped by day, tool, model or language, read the summaries
-across developers (``_summaries``): a few rows per day and group whatever the headcount.
+Reports over every developer, grouped by team, day, tool, model or language, read the
+summaries across developers (``_summaries``): a few rows per day and group whatever the
+headcount.
 The others read the per-developer rollups, as follows.
 
 Four aggregate queries over the day range (usage and retention, per group and in total),
@@ -73,18 +74,20 @@ class ReportOps(StoreBase):
 
 def reads_summaries(dims: Sequence[str], scope: ReportScope) -> bool:
     """Whether the summaries across developers answer this report: every developer in
-    scope, and no grouping by developer or team (which need per-developer rows)."""
+    scope, and no grouping by developer (which needs per-developer rows)."""
     return (scope.developer_ids is None and scope.team_ids is None
             and set(dims) <= _SUMMARY_DIMS)
 
 
-_SUMMARY_DIMS = {"day", "tool", "model", "language"}
+_SUMMARY_DIMS = {"team", "day", "tool", "model", "language"}
 
 
 async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[int, int]
                         ) -> tuple[dict[GroupKey, Sums], Sums]:
     """Per-group sums and the total from the summaries: a few rows per day and group."""
-    usage_table, retention_table = t.usage_summary, t.retention_summary
+    by_team = "team" in dims
+    usage_table = t.team_usage_summary if by_team else t.usage_summary
+    retention_table = t.team_retention_summary if by_team else t.retention_summary
     width = len(dims)
 
     def in_range(table: sa.Table) -> list[sa.ColumnElement[bool]]:
@@ -93,36 +96,53 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
     def summed(table: sa.Table, names: Sequence[str]) -> list[sa.ColumnElement[Any]]:
         return [_sum(table.c[name]) for name in names]
 
-    group_cols = [usage_table.c[dim] for dim in dims]
-    usage = await conn.execute(sa.select(*group_cols, *summed(usage_table, t.USAGE_SUMS))
-                               .where(*in_range(usage_table)).group_by(*group_cols))
-    retained_cols = [retention_table.c[dim] for dim in dims]
-    retention = await conn.execute(
+    def columns(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+        return [table.c.team_id if dim == "team" else table.c[dim] for dim in dims]
+
+    group_cols = columns(usage_table)
+    usage = (await conn.execute(sa.select(*group_cols, *summed(usage_table, t.USAGE_SUMS))
+                                .where(*in_range(usage_table)).group_by(*group_cols))).all()
+    retained_cols = columns(retention_table)
+    retention = (await conn.execute(
         sa.select(*retained_cols, retention_table.c.checkpoint_s,
                   *summed(retention_table, t.RETENTION_SUMS))
         .where(*in_range(retention_table))
-        .group_by(*retained_cols, retention_table.c.checkpoint_s))
-    keys = _Keys(dims, {})
-    developers: dict[str, dict[GroupKey, int]] = {"usage": {}, "retention": {}}
-    for row in (await conn.execute(_developers_query(dims, days))).all():
-        developers[row[0]][keys(row[1:1 + width])] = int(row[-1])
-    total_developers = await conn.scalar(_developers_query((), days, kind="usage"))
+        .group_by(*retained_cols, retention_table.c.checkpoint_s))).all()
+    keys = _Keys(dims, await _names(conn, dims, [*usage, *retention]))
 
+    async def developers(kind: str) -> dict[GroupKey, int]:
+        rows = await conn.execute(_developers_query(dims, days, kind))
+        return {keys(row[:width]): int(row[width]) for row in rows.all()}
+
+    active = await developers("usage")
     groups: dict[GroupKey, Sums] = {}
-    active = developers["usage"]
-    for row in usage.all():
+    for row in usage:
         key = keys(row[:width])
         groups[key] = Sums(usage=[int(v or 0) for v in row[width:]],
                            developers=active.get(key, 0))
-    for row in retention.all():
+    retained_only: dict[GroupKey, int] | None = None
+    for row in retention:
         key = keys(row[:width])
         sums = groups.get(key)
         if sums is None:  # retained code whose acceptance fell outside this group
-            sums = groups[key] = Sums(developers=developers["retention"].get(key, 0))
+            if retained_only is None:
+                retained_only = await developers("retention")
+            sums = groups[key] = Sums(developers=retained_only.get(key, 0))
         sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 1:]]
-    # The groups split the summary rows between them: the total is their sum (but not
-    # their developers, who may be in several groups).
-    total = Sums(developers=int(total_developers or 0))
+    total = Sums(developers=int(await conn.scalar(_developers_query((), days, "usage")) or 0))
+    if by_team:  # teams overlap (and leave developers out): the total is summed apart
+        row = (await conn.execute(sa.select(*summed(t.usage_summary, t.USAGE_SUMS))
+                                  .where(*in_range(t.usage_summary)))).one()
+        total.usage = [int(v or 0) for v in row]
+        for row in await conn.execute(
+                sa.select(t.retention_summary.c.checkpoint_s,
+                          *summed(t.retention_summary, t.RETENTION_SUMS))
+                .where(*in_range(t.retention_summary))
+                .group_by(t.retention_summary.c.checkpoint_s)):
+            total.retained[int(row[0])] = [int(v or 0) for v in row[1:]]
+        return groups, total
+    # Otherwise the groups split the summary rows between them: the total is their sum
+    # (but not their developers, who may be in several groups).
     if groups:
         total.usage = [sum(column)
                        for column in zip(*(s.usage for s in groups.values()), strict=True)]
@@ -135,32 +155,47 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
     return groups, total
 
 
-def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str | None = None
+def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str
                       ) -> sa.Select[Any]:
-    """Distinct developers per group (and kind): from ``active_daily`` when grouped by day,
-    else from the ``active_spans`` rows whose day bits meet the range. Without ``dims``,
-    one count over all (of ``kind``)."""
+    """Distinct developers of ``kind`` per group: when grouped by day, from ``active_daily``
+    (or, by team, ``active_days`` of the team's current members); else from the
+    ``active_spans`` rows whose day bits meet the range. Without ``dims``, one count."""
     grain = presence_grain(dims)
-    if "day" in dims:
+    members = t.team_members
+    if "day" in dims and "team" not in dims:
         daily = t.active_daily
-        return (sa.select(daily.c.kind, *(daily.c[dim] for dim in dims), daily.c.developers)
-                .where(daily.c.grain == grain, daily.c.day >= days[0],
+        return (sa.select(*(daily.c[dim] for dim in dims), daily.c.developers)
+                .where(daily.c.kind == kind, daily.c.grain == grain, daily.c.day >= days[0],
                        daily.c.day <= days[1]))
+    groups: list[sa.ColumnElement[Any]]
+    if "day" in dims:
+        active = t.active_days
+        groups = [members.c.team_id if dim == "team" else active.c[dim] for dim in dims]
+        return (sa.select(*groups, sa.func.count())
+                .select_from(active.join(members, members.c.member_id == active.c.developer_id))
+                .where(active.c.kind == kind, active.c.grain == grain,
+                       active.c.day >= days[0], active.c.day <= days[1])
+                .group_by(*groups))
     spans = t.active_spans
     first_span, last_span, head, tail = span_masks(*days)
     mask = sa.case((spans.c.span == first_span, sa.literal(head, sa.BigInteger)),
                    (spans.c.span == last_span, sa.literal(tail, sa.BigInteger)),
                    else_=sa.literal((1 << SPAN_DAYS) - 1, sa.BigInteger))
-    where = [spans.c.grain == grain, spans.c.span >= first_span, spans.c.span <= last_span,
-             spans.c.days.op("&")(mask) != 0]
-    if kind is not None:
-        where.append(spans.c.kind == kind)
-    who = (sa.select(spans.c.kind, spans.c.developer_id, *(spans.c[dim] for dim in dims))
-           .where(*where).distinct().subquery("who"))
+    detail = [dim for dim in dims if dim != "team"]
+    who = (sa.select(spans.c.developer_id, *(spans.c[dim] for dim in detail))
+           .where(spans.c.kind == kind, spans.c.grain == grain,
+                  spans.c.span >= first_span, spans.c.span <= last_span,
+                  spans.c.days.op("&")(mask) != 0)
+           .distinct().subquery("who"))
     if not dims:
         return sa.select(sa.func.count()).select_from(who)
-    groups = [who.c.kind, *(who.c[dim] for dim in dims)]
-    return sa.select(*groups, sa.func.count()).group_by(*groups)
+    if "team" not in dims:
+        groups = [who.c[dim] for dim in dims]
+        return sa.select(*groups, sa.func.count()).group_by(*groups)
+    groups = [members.c.team_id if dim == "team" else who.c[dim] for dim in dims]
+    return (sa.select(*groups, sa.func.count())
+            .select_from(who.join(members, members.c.member_id == who.c.developer_id))
+            .group_by(*groups))
 
 
 def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,

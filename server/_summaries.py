@@ -5,6 +5,9 @@ the database actually inserted reach them, so a duplicate adds nothing here eith
 upserts what these functions return, in the same transaction and in sorted key order:
 
 - ``usage_summary`` / ``retention_summary``: the finest ("all") grain, developer summed away;
+- ``team_usage_summary`` / ``team_retention_summary``: the same for each team of the batch's
+  developers (membership changes move a member's rollups in or out: see
+  ``member_move_statements``);
 - ``active_days`` candidates: every (developer, day) active in a group of each presence
   grain; the database keeps the new ones (``ON CONFLICT DO NOTHING RETURNING``), and
 - ``active_daily`` / ``active_spans``: what those new rows add to the distinct-developer
@@ -31,6 +34,9 @@ SummaryKey = tuple[int, str, str, str]
 #: (kind, grain, day, developer_id, tool, model, language)
 PresenceKey = tuple[str, str, int, int, str, str, str]
 _DETAIL = ("tool", "model", "language")
+#: PostgreSQL advisory lock class (with the member id as second key) that orders a member's
+#: ingest (shared) against changes of the member's teams (exclusive).
+MEMBERSHIP_LOCK = 0x6D6C_6D62  # "mlmb"
 _ALL_DAYS = (1 << SPAN_DAYS) - 1
 
 
@@ -50,6 +56,53 @@ def summary_deltas(deltas: Sequence[tuple[tuple[Any, ...], list[int]]]
             for i, value in enumerate(values):
                 row[i] += value
     return sorted(out.items())
+
+
+def team_summary_deltas(deltas: Sequence[tuple[tuple[Any, ...], list[int]]],
+                        teams_of: dict[int, list[int]]
+                        ) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """``team_usage_summary`` (or ``team_retention_summary``) additions: the "all"-grain
+    deltas, per team of their developer (``teams_of``: developer id → team ids), sorted."""
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for key, values in deltas:
+        if key[0] != "all":
+            continue
+        for team_id in teams_of.get(key[2], ()):
+            team_key = (team_id, key[1], *key[3:])
+            row = out.get(team_key)
+            if row is None:
+                out[team_key] = list(values)
+            else:
+                for i, value in enumerate(values):
+                    row[i] += value
+    return sorted(out.items())
+
+
+def developers_in(*deltas: Sequence[tuple[tuple[Any, ...], list[int]]]) -> list[int]:
+    """The developer ids of "all"-grain rollup deltas, sorted."""
+    return sorted({key[2] for batch in deltas for key, _ in batch if key[0] == "all"})
+
+
+def member_move_statements(subtract: bool) -> list[str]:
+    """SQL (parameters ``:team``, ``:member``) adding a member's rollups to a team's
+    summaries, or subtracting them and dropping the rows left with nothing."""
+    sign = "-" if subtract else ""
+    statements = []
+    for table, source, sums, key in (
+            ("team_usage_summary", "usage_daily", USAGE_SUMS, "day, tool, model, language"),
+            ("team_retention_summary", "retention_daily", RETENTION_SUMS,
+             "day, tool, model, language, checkpoint_s")):
+        names = ", ".join(sums)
+        statements.append(
+            f"INSERT INTO {table} (team_id, {key}, {names}) "
+            f"SELECT :team, {key}, {', '.join(f'{sign}{name}' for name in sums)} "
+            f"FROM {source} WHERE grain = 'all' AND developer_id = :member "
+            f"ON CONFLICT (team_id, {key}) DO UPDATE SET "
+            + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in sums))
+        if subtract:  # a rollup row counts at least one call or event: zero means none
+            statements.append(f"DELETE FROM {table} WHERE team_id = :team AND "
+                              + " AND ".join(f"{name} = 0" for name in sums))
+    return statements
 
 
 def presence(kind: str, deltas: Sequence[tuple[tuple[Any, ...], list[int]]]
@@ -113,6 +166,15 @@ def rebuild_statements(backend: str) -> list[str]:
         f"{retention}) SELECT day, tool, model, language, checkpoint_s, "
         f"{_sums(RETENTION_SUMS)} FROM retention_daily WHERE grain = 'all' "
         "GROUP BY day, tool, model, language, checkpoint_s",
+        f"INSERT INTO team_usage_summary (team_id, day, tool, model, language, {usage}) "
+        f"SELECT m.team_id, day, tool, model, language, {_sums(USAGE_SUMS)} "
+        "FROM usage_daily JOIN team_members m ON m.member_id = developer_id "
+        "WHERE grain = 'all' GROUP BY m.team_id, day, tool, model, language",
+        f"INSERT INTO team_retention_summary (team_id, day, tool, model, language, "
+        f"checkpoint_s, {retention}) SELECT m.team_id, day, tool, model, language, "
+        f"checkpoint_s, {_sums(RETENTION_SUMS)} "
+        "FROM retention_daily JOIN team_members m ON m.member_id = developer_id "
+        "WHERE grain = 'all' GROUP BY m.team_id, day, tool, model, language, checkpoint_s",
     ]
     for kind, table in (("usage", "usage_daily"), ("retention", "retention_daily")):
         for dims, grain in PRESENCE_GRAINS.items():

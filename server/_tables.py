@@ -299,3 +299,31 @@ active_spans = sa.Table(
     # bit i: active on day span * SPAN_DAYS + i
     sa.Column("days", sa.BigInteger, nullable=False, server_default="0"),
 )
+
+# The same per team (the current members' sums): ingest adds a batch to its developer's
+# teams; adding a member to a team adds their rollups, removing subtracts them.
+
+
+def _team_column() -> sa.Column[object]:
+    return sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id", ondelete="CASCADE"),
+                     primary_key=True)
+
+
+team_usage_summary = sa.Table(
+    "team_usage_summary", metadata,
+    _team_column(),
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in USAGE_SUMS),
+)
+
+team_retention_summary = sa.Table(
+    "team_retention_summary", metadata,
+    _team_column(),
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    sa.Column("checkpoint_s", sa.Integer, primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in RETENTION_SUMS),
+)

@@ -4,6 +4,7 @@ reports read from them equal to reports read from the per-developer rollups (bot
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from server._summaries import rebuild_statements, span_masks
 from server._wire import EventBatch
 
 SUMMARY_TABLES = (t.usage_summary, t.retention_summary, t.active_days, t.active_daily,
-                  t.active_spans)
+                  t.active_spans, t.team_usage_summary, t.team_retention_summary)
 DEVELOPERS = ("alice", "bob", "carol", "lena")
 
 
@@ -71,17 +72,61 @@ async def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
                 for table in SUMMARY_TABLES}
 
 
-async def test_summaries_kept_at_ingest_equal_a_rebuild_from_the_rollups(
-        store: Store, org: Org) -> None:
-    await ingest_spread(store)
-    kept = await snapshot(store)
-    assert all(kept.values())
+async def rebuilt(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """The summaries as ``rebuild_statements`` makes them from the rollups."""
     async with store.engine.begin() as conn:
         for table in SUMMARY_TABLES:
             await conn.execute(sa.delete(table))
         for statement in rebuild_statements(store.backend):
             await conn.execute(sa.text(statement))
-    assert await snapshot(store) == kept
+    return await snapshot(store)
+
+
+async def test_summaries_kept_at_ingest_equal_a_rebuild_from_the_rollups(
+        store: Store, org: Org) -> None:
+    await ingest_spread(store)
+    kept = await snapshot(store)
+    assert all(kept.values())
+    assert await rebuilt(store) == kept
+
+
+async def test_team_summaries_follow_membership_changes(store: Store, org: Org) -> None:
+    await ingest_spread(store)
+    await store.add_to_team(SYSTEM, "web", "bob")  # bob in two teams
+    await store.remove_from_team(SYSTEM, "core", "alice")  # alice in none
+    await store.remove_from_team(SYSTEM, "core", "alice")  # (again: nothing to move)
+    await store.add_to_team(SYSTEM, "core", "carol")
+    kept = await snapshot(store)
+    assert {row[0] for row in kept["team_usage_summary"]} == {
+        await team_id(store, "core"), await team_id(store, "web")}
+    assert await rebuilt(store) == kept
+    await store.delete_team(SYSTEM, "web")
+    kept = await snapshot(store)
+    assert {row[0] for row in kept["team_usage_summary"]} == {await team_id(store, "core")}
+    assert await rebuilt(store) == kept
+
+
+async def test_membership_changes_racing_ingest_move_each_batch_once(store: Store, org: Org
+                                                                    ) -> None:
+    rng = random.Random(8)
+    async with store.read() as conn:
+        ids = dict(list(await conn.execute(sa.select(t.members.c.name, t.members.c.id))))
+    jobs = []
+    for name in ("alice", "bob"):
+        events = spread_events(rng, 400)
+        jobs += [store.ingest(ids[name], as_batch(events[start:start + 50]))
+                 for start in range(0, 400, 50)]
+    jobs += [store.add_to_team(SYSTEM, "web", "alice"), store.add_to_team(SYSTEM, "web", "bob"),
+             store.remove_from_team(SYSTEM, "core", "bob")]
+    rng.shuffle(jobs)
+    await asyncio.gather(*jobs)
+    kept = await snapshot(store)
+    assert await rebuilt(store) == kept
+
+
+async def team_id(store: Store, name: str) -> int:
+    async with store.read() as conn:
+        return int(await conn.scalar(sa.select(t.teams.c.id).where(t.teams.c.name == name)))
 
 
 async def test_the_migration_fills_the_summaries_from_existing_rollups(
@@ -93,8 +138,9 @@ async def test_the_migration_fills_the_summaries_from_existing_rollups(
     assert await snapshot(store) == kept
 
 
-SHAPES = [dims for n in (1, 2, 3)
-          for dims in itertools.permutations(("day", "tool", "model", "language"), n)]
+SHAPES = [*(dims for n in (1, 2, 3)
+            for dims in itertools.combinations(("team", "day", "tool", "model", "language"), n)),
+          ("language", "team"), ("day", "model", "team"), ("model", "day")]
 
 
 @pytest.mark.parametrize("days_back", [(69, 0), (40, 31), (33, 30), (5, 5)])
@@ -106,6 +152,7 @@ async def test_reports_from_summaries_equal_reports_from_per_developer_rollups(
     days = (day_number(today - timedelta(days=days_back[0])),
             day_number(today - timedelta(days=days_back[1])))
     scope = report_scope(SYSTEM)
+    await store.add_to_team(SYSTEM, "web", "bob")  # teams that overlap
     for dims in SHAPES:
         assert _report_queries.reads_summaries(dims, scope)
         fast = await store.outcome_sums(dims, scope, days)

@@ -5,9 +5,10 @@ Revises: 0001
 Create Date: 2026-11-28
 
 ``usage_summary`` and ``retention_summary`` (each day's sums per tool, model and language,
-developer summed away), ``active_days``, ``active_daily`` and ``active_spans`` (see
-``server/_tables.py``), filled from the existing rollups. Frozen like every migration: the
-columns and the backfill are spelled out here.
+developer summed away), the same per team (``team_usage_summary``,
+``team_retention_summary``: the team's current members), ``active_days``, ``active_daily``
+and ``active_spans`` (see ``server/_tables.py``), filled from the existing rollups. Frozen
+like every migration: the columns and the backfill are spelled out here.
 """
 
 from __future__ import annotations
@@ -97,6 +98,23 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("kind", "grain", "span", "developer_id", "tool", "model",
                                 "language", name="pk_active_spans"),
     )
+    for name in ("team_usage_summary", "team_retention_summary"):
+        op.create_table(
+            name,
+            sa.Column("team_id", sa.Integer, nullable=False),
+            sa.Column("day", sa.Integer, nullable=False),
+            *_detail(),
+            *([sa.Column("checkpoint_s", sa.Integer, nullable=False)]
+              if name == "team_retention_summary" else []),
+            *(_sum(n) for n in (_USAGE_SUMS if name == "team_usage_summary"
+                                else _RETENTION_SUMS)),
+            sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE",
+                                    name=f"fk_{name}_team_id_teams"),
+            sa.PrimaryKeyConstraint(
+                "team_id", "day", "tool", "model", "language",
+                *(["checkpoint_s"] if name == "team_retention_summary" else []),
+                name=f"pk_{name}"),
+        )
     for statement in _backfill(op.get_bind().dialect.name):
         op.execute(statement)
 
@@ -114,6 +132,16 @@ def _backfill(backend: str) -> list[str]:
         f"{retention}) SELECT day, tool, model, language, checkpoint_s, "
         f"{', '.join(f'sum({n})' for n in _RETENTION_SUMS)} FROM retention_daily "
         "WHERE grain = 'all' GROUP BY day, tool, model, language, checkpoint_s",
+        f"INSERT INTO team_usage_summary (team_id, day, tool, model, language, {usage}) "
+        f"SELECT m.team_id, day, tool, model, language, "
+        f"{', '.join(f'sum({n})' for n in _USAGE_SUMS)} FROM usage_daily "
+        "JOIN team_members m ON m.member_id = developer_id WHERE grain = 'all' "
+        "GROUP BY m.team_id, day, tool, model, language",
+        f"INSERT INTO team_retention_summary (team_id, day, tool, model, language, "
+        f"checkpoint_s, {retention}) SELECT m.team_id, day, tool, model, language, "
+        f"checkpoint_s, {', '.join(f'sum({n})' for n in _RETENTION_SUMS)} "
+        "FROM retention_daily JOIN team_members m ON m.member_id = developer_id "
+        "WHERE grain = 'all' GROUP BY m.team_id, day, tool, model, language, checkpoint_s",
     ]
     for kind, table in (("usage", "usage_daily"), ("retention", "retention_daily")):
         for dims, grain in _GRAINS.items():
@@ -135,6 +163,6 @@ def _backfill(backend: str) -> list[str]:
 
 
 def downgrade() -> None:
-    for table in ("active_spans", "active_daily", "active_days", "retention_summary",
-                  "usage_summary"):
+    for table in ("team_retention_summary", "team_usage_summary", "active_spans",
+                  "active_daily", "active_days", "retention_summary", "usage_summary"):
         op.drop_table(table)
