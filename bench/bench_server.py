@@ -240,8 +240,10 @@ def bench_ingest(backend: str, pg_url: str, batches: int, concurrency: int, work
         home = Path(folder)
         with database(backend, pg_url, home) as db:
             meterline(home, db, "init")
-            token = meterline(home, db, "member", "create", "dev-bench")
-            meterline(home, db, "member", "create", "dev-storage")
+            # In a team, as developers are: their batches also add to the team's summaries.
+            meterline(home, db, "team", "create", "bench")
+            token = meterline(home, db, "member", "create", "dev-bench", "--team", "bench")
+            meterline(home, db, "member", "create", "dev-storage", "--team", "bench")
             payload = make_batches(batches, 1000)
             # Every tenth batch goes twice: duplicates take the same path as new events.
             sent = payload + payload[::10]
