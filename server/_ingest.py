@@ -215,11 +215,11 @@ class IngestOps(StoreBase):
         developers = developers_in(usage, retention)
         teams_of = await self._teams_of(conn, developers) if developers else {}
         if teams_of:
-            await self._upsert(conn, t.team_usage_summary, ("team_id", *t.DETAIL_KEY),
+            await self._upsert(conn, t.team_usage_summary, ("team_id", "grain", *t.DETAIL_KEY),
                                t.USAGE_SUMS, team_summary_deltas(usage, teams_of))
             await self._upsert(conn, t.team_retention_summary,
-                               ("team_id", *t.DETAIL_KEY, "checkpoint_s"), t.RETENTION_SUMS,
-                               team_summary_deltas(retention, teams_of))
+                               ("team_id", "grain", *t.DETAIL_KEY, "checkpoint_s"),
+                               t.RETENTION_SUMS, team_summary_deltas(retention, teams_of))
         candidates = sorted(presence("usage", usage) + presence("retention", retention))
         if not candidates:
             return

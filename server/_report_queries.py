@@ -91,7 +91,10 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
     width = len(dims)
 
     def in_range(table: sa.Table) -> list[sa.ColumnElement[bool]]:
-        return [table.c.day >= days[0], table.c.day <= days[1]]
+        where = [table.c.day >= days[0], table.c.day <= days[1]]
+        if "grain" in table.c:  # the team summaries: the coarsest grain that answers
+            where.append(table.c.grain == grain_for(dims))
+        return where
 
     def summed(table: sa.Table, names: Sequence[str]) -> list[sa.ColumnElement[Any]]:
         return [_sum(table.c[name]) for name in names]

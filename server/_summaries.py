@@ -61,14 +61,13 @@ def summary_deltas(deltas: Sequence[tuple[tuple[Any, ...], list[int]]]
 def team_summary_deltas(deltas: Sequence[tuple[tuple[Any, ...], list[int]]],
                         teams_of: dict[int, list[int]]
                         ) -> list[tuple[tuple[Any, ...], list[int]]]:
-    """``team_usage_summary`` (or ``team_retention_summary``) additions: the "all"-grain
-    deltas, per team of their developer (``teams_of``: developer id → team ids), sorted."""
+    """``team_usage_summary`` (or ``team_retention_summary``) additions: the rollup deltas
+    at every grain, per team of their developer (``teams_of``: developer id → team ids),
+    sorted."""
     out: dict[tuple[Any, ...], list[int]] = {}
     for key, values in deltas:
-        if key[0] != "all":
-            continue
         for team_id in teams_of.get(key[2], ()):
-            team_key = (team_id, key[1], *key[3:])
+            team_key = (team_id, key[0], key[1], *key[3:])
             row = out.get(team_key)
             if row is None:
                 out[team_key] = list(values)
@@ -89,14 +88,15 @@ def member_move_statements(subtract: bool) -> list[str]:
     sign = "-" if subtract else ""
     statements = []
     for table, source, sums, key in (
-            ("team_usage_summary", "usage_daily", USAGE_SUMS, "day, tool, model, language"),
+            ("team_usage_summary", "usage_daily", USAGE_SUMS,
+             "grain, day, tool, model, language"),
             ("team_retention_summary", "retention_daily", RETENTION_SUMS,
-             "day, tool, model, language, checkpoint_s")):
+             "grain, day, tool, model, language, checkpoint_s")):
         names = ", ".join(sums)
         statements.append(
             f"INSERT INTO {table} (team_id, {key}, {names}) "
             f"SELECT :team, {key}, {', '.join(f'{sign}{name}' for name in sums)} "
-            f"FROM {source} WHERE grain = 'all' AND developer_id = :member "
+            f"FROM {source} WHERE developer_id = :member "
             f"ON CONFLICT (team_id, {key}) DO UPDATE SET "
             + ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in sums))
         if subtract:  # a rollup row counts at least one call or event: zero means none
@@ -166,15 +166,16 @@ def rebuild_statements(backend: str) -> list[str]:
         f"{retention}) SELECT day, tool, model, language, checkpoint_s, "
         f"{_sums(RETENTION_SUMS)} FROM retention_daily WHERE grain = 'all' "
         "GROUP BY day, tool, model, language, checkpoint_s",
-        f"INSERT INTO team_usage_summary (team_id, day, tool, model, language, {usage}) "
-        f"SELECT m.team_id, day, tool, model, language, {_sums(USAGE_SUMS)} "
-        "FROM usage_daily JOIN team_members m ON m.member_id = developer_id "
-        "WHERE grain = 'all' GROUP BY m.team_id, day, tool, model, language",
-        f"INSERT INTO team_retention_summary (team_id, day, tool, model, language, "
-        f"checkpoint_s, {retention}) SELECT m.team_id, day, tool, model, language, "
-        f"checkpoint_s, {_sums(RETENTION_SUMS)} "
-        "FROM retention_daily JOIN team_members m ON m.member_id = developer_id "
-        "WHERE grain = 'all' GROUP BY m.team_id, day, tool, model, language, checkpoint_s",
+        f"INSERT INTO team_usage_summary (team_id, grain, day, tool, model, language, "
+        f"{usage}) SELECT m.team_id, grain, day, tool, model, language, "
+        f"{_sums(USAGE_SUMS)} FROM usage_daily "
+        "JOIN team_members m ON m.member_id = developer_id "
+        "GROUP BY m.team_id, grain, day, tool, model, language",
+        f"INSERT INTO team_retention_summary (team_id, grain, day, tool, model, language, "
+        f"checkpoint_s, {retention}) SELECT m.team_id, grain, day, tool, model, language, "
+        f"checkpoint_s, {_sums(RETENTION_SUMS)} FROM retention_daily "
+        "JOIN team_members m ON m.member_id = developer_id "
+        "GROUP BY m.team_id, grain, day, tool, model, language, checkpoint_s",
     ]
     for kind, table in (("usage", "usage_daily"), ("retention", "retention_daily")):
         for dims, grain in PRESENCE_GRAINS.items():

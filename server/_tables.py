@@ -300,8 +300,9 @@ active_spans = sa.Table(
     sa.Column("days", sa.BigInteger, nullable=False, server_default="0"),
 )
 
-# The same per team (the current members' sums): ingest adds a batch to its developer's
-# teams; adding a member to a team adds their rollups, removing subtracts them.
+# The same per team (the current members' sums), at the grains of the rollups: ingest adds
+# a batch to its developer's teams; adding a member to a team adds their rollups, removing
+# subtracts them.
 
 
 def _team_column() -> sa.Column[object]:
@@ -312,6 +313,7 @@ def _team_column() -> sa.Column[object]:
 team_usage_summary = sa.Table(
     "team_usage_summary", metadata,
     _team_column(),
+    sa.Column("grain", sa.String(12), primary_key=True),  # as usage_daily's
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
@@ -321,6 +323,7 @@ team_usage_summary = sa.Table(
 team_retention_summary = sa.Table(
     "team_retention_summary", metadata,
     _team_column(),
+    sa.Column("grain", sa.String(12), primary_key=True),
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
     sa.Column("checkpoint_s", sa.Integer, primary_key=True),

@@ -102,6 +102,7 @@ def upgrade() -> None:
         op.create_table(
             name,
             sa.Column("team_id", sa.Integer, nullable=False),
+            sa.Column("grain", sa.String(12), nullable=False),
             sa.Column("day", sa.Integer, nullable=False),
             *_detail(),
             *([sa.Column("checkpoint_s", sa.Integer, nullable=False)]
@@ -111,7 +112,7 @@ def upgrade() -> None:
             sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE",
                                     name=f"fk_{name}_team_id_teams"),
             sa.PrimaryKeyConstraint(
-                "team_id", "day", "tool", "model", "language",
+                "team_id", "grain", "day", "tool", "model", "language",
                 *(["checkpoint_s"] if name == "team_retention_summary" else []),
                 name=f"pk_{name}"),
         )
@@ -132,16 +133,16 @@ def _backfill(backend: str) -> list[str]:
         f"{retention}) SELECT day, tool, model, language, checkpoint_s, "
         f"{', '.join(f'sum({n})' for n in _RETENTION_SUMS)} FROM retention_daily "
         "WHERE grain = 'all' GROUP BY day, tool, model, language, checkpoint_s",
-        f"INSERT INTO team_usage_summary (team_id, day, tool, model, language, {usage}) "
-        f"SELECT m.team_id, day, tool, model, language, "
+        f"INSERT INTO team_usage_summary (team_id, grain, day, tool, model, language, "
+        f"{usage}) SELECT m.team_id, grain, day, tool, model, language, "
         f"{', '.join(f'sum({n})' for n in _USAGE_SUMS)} FROM usage_daily "
-        "JOIN team_members m ON m.member_id = developer_id WHERE grain = 'all' "
-        "GROUP BY m.team_id, day, tool, model, language",
-        f"INSERT INTO team_retention_summary (team_id, day, tool, model, language, "
-        f"checkpoint_s, {retention}) SELECT m.team_id, day, tool, model, language, "
+        "JOIN team_members m ON m.member_id = developer_id "
+        "GROUP BY m.team_id, grain, day, tool, model, language",
+        f"INSERT INTO team_retention_summary (team_id, grain, day, tool, model, language, "
+        f"checkpoint_s, {retention}) SELECT m.team_id, grain, day, tool, model, language, "
         f"checkpoint_s, {', '.join(f'sum({n})' for n in _RETENTION_SUMS)} "
         "FROM retention_daily JOIN team_members m ON m.member_id = developer_id "
-        "WHERE grain = 'all' GROUP BY m.team_id, day, tool, model, language, checkpoint_s",
+        "GROUP BY m.team_id, grain, day, tool, model, language, checkpoint_s",
     ]
     for kind, table in (("usage", "usage_daily"), ("retention", "retention_daily")):
         for dims, grain in _GRAINS.items():
