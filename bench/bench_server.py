@@ -13,10 +13,11 @@ $METERLINE_TEST_PG_URL, else postgresql://postgres@127.0.0.1:5432/test).
    several concurrent clients. Prints events/s over the whole run and per-request latency.
    Also the storage layer alone (Store.ingest in-process, no HTTP), to show the split.
 2. Reports: the database is filled with ``--report-events`` raw events (200 developers in
-   10 teams, 90 days, 3 tools, 4 models, 6 languages) by SQL, and the daily rollups are
-   built from them by SQL aggregation (the same sums ingest maintains). Then
+   10 teams, 90 days, 3 tools, 4 models, 6 languages) by SQL, and the daily rollups and the
+   summaries are built from them by SQL aggregation (the same sums ingest maintains). Then
    GET /api/v1/reports/outcomes is timed for admins, leads and developers over several
-   groupings and ranges.
+   groupings and ranges; with ``--all-shapes``, also every ``group_by`` an admin may ask
+   for (one to three of the six dimensions) over 90 days.
 
 This is a script that prints figures, not a timed test: the machine is shared and noisy, so
 it prints medians and tails, and how many events each figure covers.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import secrets
 import shutil
@@ -54,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from server._db import create_engine, upgrade  # noqa: E402
 from server._settings import database_url  # noqa: E402
 from server._store import Store  # noqa: E402
+from server._summaries import rebuild_statements  # noqa: E402
 from server._wire import EventBatch  # noqa: E402
 
 DEVELOPERS = 200
@@ -237,8 +240,10 @@ def bench_ingest(backend: str, pg_url: str, batches: int, concurrency: int, work
         home = Path(folder)
         with database(backend, pg_url, home) as db:
             meterline(home, db, "init")
-            token = meterline(home, db, "member", "create", "dev-bench")
-            meterline(home, db, "member", "create", "dev-storage")
+            # In a team, as developers are: their batches also add to the team's summaries.
+            meterline(home, db, "team", "create", "bench")
+            token = meterline(home, db, "member", "create", "dev-bench", "--team", "bench")
+            meterline(home, db, "member", "create", "dev-storage", "--team", "bench")
             payload = make_batches(batches, 1000)
             # Every tenth batch goes twice: duplicates take the same path as new events.
             sent = payload + payload[::10]
@@ -399,6 +404,10 @@ async def fill(db: str, events: int) -> tuple[int, int, float]:
     for statement in fill_sql(backend, calls, suggestions, first_day, dev_base):
         async with engine.begin() as conn:
             await conn.execute(sa.text(statement))
+    # The summaries across developers, from the rollups: the same arithmetic ingest does.
+    async with engine.begin() as conn:
+        for statement in rebuild_statements(backend):
+            await conn.execute(sa.text(statement))
     async with engine.connect() as conn:
         if backend == "postgresql":
             await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -411,7 +420,8 @@ async def fill(db: str, events: int) -> tuple[int, int, float]:
     return calls, suggestions, elapsed
 
 
-def bench_reports(backend: str, pg_url: str, events: int, repeats: int, workers: int) -> None:
+def bench_reports(backend: str, pg_url: str, events: int, repeats: int, workers: int,
+                  all_shapes: int) -> None:
     with tempfile.TemporaryDirectory(prefix="meterline-bench-") as folder:
         home = Path(folder)
         with database(backend, pg_url, home) as db:
@@ -435,6 +445,12 @@ def bench_reports(backend: str, pg_url: str, events: int, repeats: int, workers:
                 ("admin   by developer, 30 days", admin, {"group_by": "developer", **last_30}),
                 ("admin   by tool+language, 90 days", admin,
                  {"group_by": "tool,language", **last_90}),
+                ("admin   by model+tool, 90 days", admin,
+                 {"group_by": "model,tool", **last_90}),
+                ("admin   by model+language+day, 90 days", admin,
+                 {"group_by": "model,language,day", **last_90}),
+                ("admin   by team+model, 90 days", admin,
+                 {"group_by": "team,model", **last_90}),
                 ("lead    by developer, 30 days", lead, {"group_by": "developer", **last_30}),
                 ("lead    by day, 90 days", lead, {"group_by": "day", **last_90}),
                 ("developer by day, 90 days", developer, {"group_by": "day", **last_90}),
@@ -457,9 +473,27 @@ def bench_reports(backend: str, pg_url: str, events: int, repeats: int, workers:
                             timings.append(time.perf_counter() - started)
                             assert response.status_code == 200
                         every += timings
-                        print(f"    {label:<36} {describe_ms(timings)}  "
+                        print(f"    {label:<40} {describe_ms(timings)}  "
                               f"[{covered:,} calls in range]")
-                print(f"    {'all report requests':<36} {describe_ms(every)}")
+                    print(f"    {'all report requests':<40} {describe_ms(every)}")
+                    if all_shapes:
+                        print(f"  every group_by for an admin, 90 days "
+                              f"({all_shapes} requests each):")
+                        dims = ("developer", "team", "model", "tool", "language", "day")
+                        headers = {"Authorization": f"Bearer {admin}"}
+                        for n in (1, 2, 3):
+                            for shape in itertools.combinations(dims, n):
+                                params = {"group_by": ",".join(shape), **last_90}
+                                timings = []
+                                for _ in range(all_shapes):
+                                    started = time.perf_counter()
+                                    response = http.get("/api/v1/reports/outcomes",
+                                                        params=params, headers=headers)
+                                    timings.append(time.perf_counter() - started)
+                                    assert response.status_code == 200
+                                rows = len(response.json()["rows"])
+                                print(f"    {params['group_by']:<40} {describe_ms(timings)}  "
+                                      f"[{rows:,} rows, {len(response.content) / 1e6:.1f} MB]")
 
 
 async def _rollup_rows(db: str) -> tuple[int, int]:
@@ -489,6 +523,8 @@ def main() -> None:
     parser.add_argument("--report-events", type=int, default=10_000_000,
                         help="Raw events behind the report benchmark (default 10,000,000).")
     parser.add_argument("--report-repeats", type=int, default=40)
+    parser.add_argument("--all-shapes", type=int, default=0, metavar="N",
+                        help="Also time every group_by for an admin, N requests each.")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-reports", action="store_true")
     args = parser.parse_args()
@@ -505,7 +541,7 @@ def main() -> None:
         if not args.skip_reports:
             print(f"\n[{backend}] reports over {args.report_events:,} events")
             bench_reports(backend, args.pg_url, args.report_events, args.report_repeats,
-                          args.workers)
+                          args.workers, args.all_shapes)
 
 
 if __name__ == "__main__":

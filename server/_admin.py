@@ -18,6 +18,7 @@ from server import _access, _budgets, _tokens
 from server import _tables as t
 from server._access import Principal
 from server._errors import Conflict, Forbidden, InputError, NotFound
+from server._summaries import MEMBERSHIP_LOCK, member_move_statements
 from server._txn import StoreBase, now_ms
 from server._wire import (
     Budget,
@@ -228,13 +229,23 @@ class AdminOps(StoreBase):
             member = await _member_by_name(conn, name)
             if not who.is_admin and member.role != "developer":
                 raise Forbidden("a lead adds and removes developers only", field="developer")
+            if self.is_postgres:  # wait for the member's ingests in flight (see _ingest)
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:lock, :member)"),
+                                   {"lock": MEMBERSHIP_LOCK, "member": member.id})
+                member = await _member_by_id(conn, member.id)
+            moved = None
             if add and team_id not in member.team_ids:
                 await conn.execute(sa.insert(t.team_members).values(team_id=team_id,
                                                                     member_id=member.id))
+                moved = member_move_statements(subtract=False)
             elif not add:
-                await conn.execute(sa.delete(t.team_members).where(
+                removed = await conn.execute(sa.delete(t.team_members).where(
                     t.team_members.c.team_id == team_id,
                     t.team_members.c.member_id == member.id))
+                if removed.rowcount:
+                    moved = member_move_statements(subtract=True)
+            for statement in moved or ():  # the team's summaries follow its members
+                await conn.execute(sa.text(statement), {"team": team_id, "member": member.id})
             names = await conn.scalars(
                 sa.select(t.members.c.name)
                 .join(t.team_members, t.team_members.c.member_id == t.members.c.id)

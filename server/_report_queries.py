@@ -1,4 +1,9 @@
-"""The report's reads: sums from the daily rollups, never from raw events.
+"""The report's reads: sums from the daily rollups or summaries, never from raw events.
+
+Reports over every developer, grouped by team, day, tool, model or language, read the
+summaries across developers (``_summaries``): a few rows per day and group whatever the
+headcount.
+The others read the per-developer rollups, as follows.
 
 Four aggregate queries over the day range (usage and retention, per group and in total),
 narrowed to the caller's scope, each on the coarsest rollup grain that answers it (the
@@ -16,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import _tables as t
 from server._access import ReportScope
 from server._reports import GroupKey, Sums, day_text, grain_for
+from server._summaries import presence_grain, span_masks
+from server._tables import SPAN_DAYS
 from server._txn import StoreBase
 
 
@@ -32,6 +39,8 @@ class ReportOps(StoreBase):
                 # skip JIT compilation, which costs more than it saves on queries this size.
                 await conn.execute(sa.text("SET LOCAL work_mem = '64MB'"))
                 await conn.execute(sa.text("SET LOCAL jit = off"))
+            if reads_summaries(dims, scope):
+                return (*await _summary_sums(conn, dims, days), frozenset())
             usage = list(await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, dims,
                                                    scope, days, grain)))
             retention = list(await conn.execute(_query(
@@ -44,13 +53,14 @@ class ReportOps(StoreBase):
                 by_checkpoint=True)))
             names = await _names(conn, dims, [*usage, *retention])
         width = len(dims)
+        keys = _Keys(dims, names)
         groups: dict[GroupKey, Sums] = {}
         for row in usage:
-            key = _key(row[:width], dims, names)
+            key = keys(row[:width])
             groups[key] = Sums(usage=[int(v or 0) for v in row[width + 1:]],
                                developers=int(row[width]))
         for row in retention:
-            key = _key(row[:width], dims, names)
+            key = keys(row[:width])
             sums = groups.get(key)
             if sums is None:  # retained code whose acceptance fell outside this group
                 sums = groups[key] = Sums(developers=int(row[width + 1]))
@@ -60,6 +70,135 @@ class ReportOps(StoreBase):
         for row in total_retention:
             total.retained[int(row[0])] = [int(v or 0) for v in row[2:]]
         return groups, total, names.get("shares", frozenset())
+
+
+def reads_summaries(dims: Sequence[str], scope: ReportScope) -> bool:
+    """Whether the summaries across developers answer this report: every developer in
+    scope, and no grouping by developer (which needs per-developer rows)."""
+    return (scope.developer_ids is None and scope.team_ids is None
+            and set(dims) <= _SUMMARY_DIMS)
+
+
+_SUMMARY_DIMS = {"team", "day", "tool", "model", "language"}
+
+
+async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[int, int]
+                        ) -> tuple[dict[GroupKey, Sums], Sums]:
+    """Per-group sums and the total from the summaries: a few rows per day and group."""
+    by_team = "team" in dims
+    usage_table = t.team_usage_summary if by_team else t.usage_summary
+    retention_table = t.team_retention_summary if by_team else t.retention_summary
+    width = len(dims)
+
+    def in_range(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        where = [table.c.day >= days[0], table.c.day <= days[1]]
+        if "grain" in table.c:  # the team summaries: the coarsest grain that answers
+            where.append(table.c.grain == grain_for(dims))
+        return where
+
+    def summed(table: sa.Table, names: Sequence[str]) -> list[sa.ColumnElement[Any]]:
+        return [_sum(table.c[name]) for name in names]
+
+    def columns(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+        return [table.c.team_id if dim == "team" else table.c[dim] for dim in dims]
+
+    group_cols = columns(usage_table)
+    usage = (await conn.execute(sa.select(*group_cols, *summed(usage_table, t.USAGE_SUMS))
+                                .where(*in_range(usage_table)).group_by(*group_cols))).all()
+    retained_cols = columns(retention_table)
+    retention = (await conn.execute(
+        sa.select(*retained_cols, retention_table.c.checkpoint_s,
+                  *summed(retention_table, t.RETENTION_SUMS))
+        .where(*in_range(retention_table))
+        .group_by(*retained_cols, retention_table.c.checkpoint_s))).all()
+    keys = _Keys(dims, await _names(conn, dims, [*usage, *retention]))
+
+    async def developers(kind: str) -> dict[GroupKey, int]:
+        rows = await conn.execute(_developers_query(dims, days, kind))
+        return {keys(row[:width]): int(row[width]) for row in rows.all()}
+
+    active = await developers("usage")
+    groups: dict[GroupKey, Sums] = {}
+    for row in usage:
+        key = keys(row[:width])
+        groups[key] = Sums(usage=[int(v or 0) for v in row[width:]],
+                           developers=active.get(key, 0))
+    retained_only: dict[GroupKey, int] | None = None
+    for row in retention:
+        key = keys(row[:width])
+        sums = groups.get(key)
+        if sums is None:  # retained code whose acceptance fell outside this group
+            if retained_only is None:
+                retained_only = await developers("retention")
+            sums = groups[key] = Sums(developers=retained_only.get(key, 0))
+        sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 1:]]
+    total = Sums(developers=int(await conn.scalar(_developers_query((), days, "usage")) or 0))
+    if by_team:  # teams overlap (and leave developers out): the total is summed apart
+        row = (await conn.execute(sa.select(*summed(t.usage_summary, t.USAGE_SUMS))
+                                  .where(*in_range(t.usage_summary)))).one()
+        total.usage = [int(v or 0) for v in row]
+        for row in await conn.execute(
+                sa.select(t.retention_summary.c.checkpoint_s,
+                          *summed(t.retention_summary, t.RETENTION_SUMS))
+                .where(*in_range(t.retention_summary))
+                .group_by(t.retention_summary.c.checkpoint_s)):
+            total.retained[int(row[0])] = [int(v or 0) for v in row[1:]]
+        return groups, total
+    # Otherwise the groups split the summary rows between them: the total is their sum
+    # (but not their developers, who may be in several groups).
+    if groups:
+        total.usage = [sum(column)
+                       for column in zip(*(s.usage for s in groups.values()), strict=True)]
+    for sums in groups.values():
+        for checkpoint, values in sums.retained.items():
+            mine = total.retained.setdefault(checkpoint, [0, 0, 0])
+            mine[0] += values[0]
+            mine[1] += values[1]
+            mine[2] += values[2]
+    return groups, total
+
+
+def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str
+                      ) -> sa.Select[Any]:
+    """Distinct developers of ``kind`` per group: when grouped by day, from ``active_daily``
+    (or, by team, ``active_days`` of the team's current members); else from the
+    ``active_spans`` rows whose day bits meet the range. Without ``dims``, one count."""
+    grain = presence_grain(dims)
+    members = t.team_members
+    if "day" in dims and "team" not in dims:
+        daily = t.active_daily
+        return (sa.select(*(daily.c[dim] for dim in dims), daily.c.developers)
+                .where(daily.c.kind == kind, daily.c.grain == grain, daily.c.day >= days[0],
+                       daily.c.day <= days[1]))
+    groups: list[sa.ColumnElement[Any]]
+    if "day" in dims:
+        active = t.active_days
+        groups = [members.c.team_id if dim == "team" else active.c[dim] for dim in dims]
+        return (sa.select(*groups, sa.func.count())
+                .select_from(active.join(members, members.c.member_id == active.c.developer_id))
+                .where(active.c.kind == kind, active.c.grain == grain,
+                       active.c.day >= days[0], active.c.day <= days[1])
+                .group_by(*groups))
+    spans = t.active_spans
+    first_span, last_span, head, tail = span_masks(*days)
+    mask = sa.case((spans.c.span == first_span, sa.literal(head, sa.BigInteger)),
+                   (spans.c.span == last_span, sa.literal(tail, sa.BigInteger)),
+                   else_=sa.literal((1 << SPAN_DAYS) - 1, sa.BigInteger))
+    detail = [dim for dim in dims if dim != "team"]
+    who = (sa.select(spans.c.developer_id, *(spans.c[dim] for dim in detail))
+           .where(spans.c.kind == kind, spans.c.grain == grain,
+                  spans.c.span >= first_span, spans.c.span <= last_span,
+                  spans.c.days.op("&")(mask) != 0)
+           .distinct().subquery("who"))
+    if not dims:
+        return sa.select(sa.func.count()).select_from(who)
+    if "team" not in dims:
+        groups = [who.c[dim] for dim in dims]
+        return sa.select(*groups, sa.func.count()).group_by(*groups)
+    groups = [members.c.team_id if dim == "team" else who.c[dim] for dim in dims]
+    return (sa.select(*groups, sa.func.count())
+            .select_from(who.join(members, members.c.member_id == who.c.developer_id))
+            .group_by(*groups))
 
 
 def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,
@@ -93,7 +232,7 @@ def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: Rep
         developers = (sa.literal(1) if "developer" in dims
                       else sa.func.count(sa.distinct(table.c.developer_id)))
         query = (sa.select(*groups, developers,
-                           *(sa.func.sum(table.c[name]) for name in sums))
+                           *(_sum(table.c[name]) for name in sums))
                  .select_from(source).where(*where))
         return query.group_by(*groups) if groups else query
     # Finer grains have many rows: sum per group and developer first, then per group,
@@ -102,13 +241,13 @@ def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: Rep
     per_developer = (
         sa.select(*(group.label(label) for group, label in zip(groups, labels, strict=True)),
                   table.c.developer_id,
-                  *(sa.func.sum(table.c[name]).label(name) for name in sums))
+                  *(_sum(table.c[name]).label(name) for name in sums))
         .select_from(source).where(*where)
         .group_by(*groups, table.c.developer_id)
         .subquery("per_developer"))
     outer_groups = [per_developer.c[label] for label in labels]
     query = sa.select(*outer_groups, sa.func.count(),
-                      *(sa.func.sum(per_developer.c[name]) for name in sums))
+                      *(_sum(per_developer.c[name]) for name in sums))
     return query.group_by(*outer_groups) if outer_groups else query
 
 
@@ -130,6 +269,29 @@ async def _names(conn: AsyncConnection, dims: Sequence[str], rows: list[Any]
         out["team"] = {row.id: row.name for row in await conn.execute(
             sa.select(t.teams.c.id, t.teams.c.name).where(t.teams.c.id.in_(ids)))}
     return out
+
+
+def _sum(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """SUM as a BIGINT: PostgreSQL sums BIGINTs as NUMERIC, which asyncpg decodes into
+    Decimals, slowly (the sums fit: they add up BIGINT columns of bounded rollups)."""
+    return sa.cast(sa.func.sum(column), sa.BigInteger)
+
+
+class _Keys:
+    """Group keys from the database's values, each spelled once: the retention rows repeat
+    a group's values for every checkpoint, and day numbers take a while to print."""
+
+    def __init__(self, dims: Sequence[str], names: dict[str, Any]) -> None:
+        self.dims = dims
+        self.names = names
+        self.memo: dict[tuple[Any, ...], GroupKey] = {}
+
+    def __call__(self, values: Sequence[Any]) -> GroupKey:
+        raw = tuple(values)
+        key = self.memo.get(raw)
+        if key is None:
+            key = self.memo[raw] = _key(raw, self.dims, self.names)
+        return key
 
 
 def _key(values: Sequence[Any], dims: Sequence[str], names: dict[str, Any]) -> GroupKey:

@@ -181,22 +181,30 @@ def figures(sums: Sums, checkpoints: Iterable[int], headline_s: int) -> Figures:
     return Figures(**_figure_fields(sums, checkpoints, headline_s))
 
 
+_STAGE_AT = tuple((stage, _U[f"{stage}_events"]) for stage in STAGES)
+_TOKENS_AT = tuple(_U[name] for name in (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "reasoning_tokens"))
+
+
 def _figure_fields(sums: Sums, checkpoints: Iterable[int], headline_s: int
                    ) -> dict[str, Any]:
+    # Called once per report row (thousands for a long range by day): indices precomputed.
     u = sums.usage
-    total_tokens = (u[_U["input_tokens"]] + u[_U["output_tokens"]]
-                    + u[_U["cache_read_tokens"]] + u[_U["cache_write_tokens"]])
+    tokens = [u[i] for i in _TOKENS_AT]
+    total_tokens = tokens[0] + tokens[1] + tokens[2] + tokens[3]
     cost_micro = u[_U["cost_micro_usd"]]
-    stages = {stage: StageFigures(u[_U[f"{stage}_events"]], u[_U[f"{stage}_chars"]],
-                                  u[_U[f"{stage}_lines"]]) for stage in STAGES}
+    cost_usd = cost_micro / 1_000_000
+    stages = {stage: StageFigures(u[at], u[at + 1], u[at + 2]) for stage, at in _STAGE_AT}
     accepted = stages["accepted"]
+    retained = sums.retained
     retention = []
-    for checkpoint in sorted(set(checkpoints) | set(sums.retained)):
-        events, chars, lines = sums.retained.get(checkpoint, (0, 0, 0))
+    for checkpoint in sorted(set(checkpoints) | set(retained)):
+        events, chars, lines = retained.get(checkpoint, (0, 0, 0))
         retention.append(RetentionFigures(checkpoint, events, chars, lines,
                                           _ratio(chars, accepted.chars),
                                           _ratio(lines, accepted.lines)))
-    retained_lines = sums.retained.get(headline_s, (0, 0, 0))[2]
+    retained_lines = retained.get(headline_s, (0, 0, 0))[2]
     committed_lines = stages["committed"].lines
     deployed_lines = stages["deployed"].lines
     return {
@@ -205,21 +213,19 @@ def _figure_fields(sums: Sums, checkpoints: Iterable[int], headline_s: int
         "error_calls": u[_U["error_calls"]],
         "estimated_calls": u[_U["estimated_calls"]],
         "unknown_cost_calls": u[_U["unknown_cost_calls"]],
-        "tokens": TokenFigures(u[_U["input_tokens"]], u[_U["output_tokens"]],
-                            u[_U["cache_read_tokens"]], u[_U["cache_write_tokens"]],
-                            u[_U["cache_write_1h_tokens"]], u[_U["reasoning_tokens"]],
-                            total_tokens),
-        "cost_usd": round(cost_micro / 1_000_000, 6),
+        "tokens": TokenFigures(tokens[0], tokens[1], tokens[2], tokens[3], tokens[4],
+                               tokens[5], total_tokens),
+        "cost_usd": round(cost_usd, 6),
         "funnel": Funnel(**stages),
-        "acceptance_rate": _ratio(stages["accepted"].events, stages["offered"].events),
+        "acceptance_rate": _ratio(accepted.events, stages["offered"].events),
         "retention": retention,
         "per_line": PerLine(
             tokens_per_retained_line=_ratio(total_tokens, retained_lines, 2),
-            usd_per_retained_line=_ratio(cost_micro / 1_000_000, retained_lines),
+            usd_per_retained_line=_ratio(cost_usd, retained_lines),
             tokens_per_committed_line=_ratio(total_tokens, committed_lines, 2),
-            usd_per_committed_line=_ratio(cost_micro / 1_000_000, committed_lines),
+            usd_per_committed_line=_ratio(cost_usd, committed_lines),
             tokens_per_deployed_line=_ratio(total_tokens, deployed_lines, 2),
-            usd_per_deployed_line=_ratio(cost_micro / 1_000_000, deployed_lines)),
+            usd_per_deployed_line=_ratio(cost_usd, deployed_lines)),
     }
 
 
@@ -270,4 +276,4 @@ def build_report(*, dims: Sequence[str], groups: dict[GroupKey, Sums], total: Su
 
 
 def _sort_key(key: GroupKey) -> tuple[tuple[bool, str], ...]:
-    return tuple((part is None, part or "") for part in key)
+    return tuple([(part is None, part or "") for part in key])

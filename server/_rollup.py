@@ -8,6 +8,7 @@ processes ingesting overlapping batches wait for each other instead of deadlocki
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 
 import msgspec
@@ -31,7 +32,7 @@ class _Row(msgspec.Struct, frozen=True, gc=False):
 class CallRow(_Row, frozen=True, gc=False):
     """One ``calls`` row."""
 
-    id: str  # the UUID as the backend takes it (32 hex digits on SQLite)
+    id: str | uuid.UUID  # 32 hex digits on SQLite, a UUID on PostgreSQL
     developer_id: int
     ts_ms: int
     day: int
@@ -59,7 +60,7 @@ class CallRow(_Row, frozen=True, gc=False):
 class SuggestionRow(_Row, frozen=True, gc=False):
     """One ``suggestion_events`` row."""
 
-    id: str
+    id: str | uuid.UUID
     developer_id: int
     ts_ms: int
     day: int

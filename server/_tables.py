@@ -223,3 +223,110 @@ retention_daily = sa.Table(
       for name in RETENTION_SUMS),
     sa.Index(None, "grain", "developer_id", "day"),
 )
+
+# --- summaries across developers: maintained at ingest from the rollup deltas ---
+#
+# An admin's report over every developer would otherwise sum developers x days x
+# combinations rollup rows. ``usage_summary`` and ``retention_summary`` hold each day's sums
+# per tool, model and language with the developer summed away. Their ``developers`` figure
+# (distinct developers) cannot be summed, so ``active_days`` records each (developer, day)
+# active in a group of a presence grain (any subset of tool, model and language), once;
+# ingest counts the new ones into ``active_daily`` (developers per day and group) and into
+# ``active_spans`` (per developer and group, a bitmask of the active days of each 32-day
+# span): the distinct developers of a range are the rows whose mask meets the range.
+# ``kind`` tells activity in ``usage_daily`` ("usage") from ``retention_daily`` ("retention").
+
+PRESENCE_GRAINS = {
+    (): "developer", ("tool",): "tool", ("model",): "model", ("language",): "language",
+    ("tool", "model"): "tool+model", ("tool", "language"): "tool+language",
+    ("model", "language"): "model+language", ("tool", "model", "language"): "all",
+}
+SPAN_DAYS = 32
+DETAIL_KEY = ("day", "tool", "model", "language")
+PRESENCE_KEY = ("kind", "grain", "day", "developer_id", "tool", "model", "language")
+ACTIVE_DAILY_KEY = ("kind", "grain", "day", "tool", "model", "language")
+ACTIVE_SPANS_KEY = ("kind", "grain", "span", "developer_id", "tool", "model", "language")
+
+
+def _detail_columns() -> list[sa.Column[object]]:
+    return [sa.Column("tool", sa.String(LABEL_LEN), primary_key=True),
+            sa.Column("model", sa.String(LABEL_LEN), primary_key=True),
+            sa.Column("language", sa.String(64), primary_key=True)]
+
+
+usage_summary = sa.Table(
+    "usage_summary", metadata,
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in USAGE_SUMS),
+)
+
+retention_summary = sa.Table(
+    "retention_summary", metadata,
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    sa.Column("checkpoint_s", sa.Integer, primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in RETENTION_SUMS),
+)
+
+active_days = sa.Table(
+    "active_days", metadata,
+    sa.Column("kind", sa.String(9), primary_key=True),
+    sa.Column("grain", sa.String(16), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    sa.Column("developer_id", sa.Integer, primary_key=True),
+    *_detail_columns(),
+)
+
+active_daily = sa.Table(
+    "active_daily", metadata,
+    sa.Column("kind", sa.String(9), primary_key=True),
+    sa.Column("grain", sa.String(16), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    sa.Column("developers", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+active_spans = sa.Table(
+    "active_spans", metadata,
+    sa.Column("kind", sa.String(9), primary_key=True),
+    sa.Column("grain", sa.String(16), primary_key=True),
+    sa.Column("span", sa.Integer, primary_key=True),  # day // SPAN_DAYS
+    sa.Column("developer_id", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    # bit i: active on day span * SPAN_DAYS + i
+    sa.Column("days", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# The same per team (the current members' sums), at the grains of the rollups: ingest adds
+# a batch to its developer's teams; adding a member to a team adds their rollups, removing
+# subtracts them.
+
+
+def _team_column() -> sa.Column[object]:
+    return sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id", ondelete="CASCADE"),
+                     primary_key=True)
+
+
+team_usage_summary = sa.Table(
+    "team_usage_summary", metadata,
+    _team_column(),
+    sa.Column("grain", sa.String(12), primary_key=True),  # as usage_daily's
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in USAGE_SUMS),
+)
+
+team_retention_summary = sa.Table(
+    "team_retention_summary", metadata,
+    _team_column(),
+    sa.Column("grain", sa.String(12), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    sa.Column("checkpoint_s", sa.Integer, primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in RETENTION_SUMS),
+)

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server._db import AUTOCOMMIT, SNAPSHOT_PG, WRITE
@@ -26,6 +27,9 @@ from server._db import AUTOCOMMIT, SNAPSHOT_PG, WRITE
 T = TypeVar("T")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 _ATTEMPTS = 6
+#: asyncpg's errors for a database gone (lost connection, shutdown, restart).
+_DRIVER_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                       asyncpg.exceptions.OperatorInterventionError)
 
 
 def now_ms() -> int:
@@ -63,8 +67,10 @@ class StoreBase:
                     return await self._transaction(work)
                 async with self._one_writer:
                     return await self._transaction(work)
-            except DBAPIError as exc:
+            except Exception as exc:  # DBAPIError, or asyncpg's own (statements sent to it)
                 if attempt == _ATTEMPTS - 1 or not _retryable(exc):
+                    if isinstance(exc, _DRIVER_UNAVAILABLE):  # as SQLAlchemy's: a 503
+                        raise OperationalError(None, None, exc) from exc
                     raise
             await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
         raise AssertionError("unreachable")
@@ -79,8 +85,13 @@ class StoreBase:
         await self.engine.dispose()
 
 
-def _retryable(exc: DBAPIError) -> bool:
-    orig = exc.orig
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, DBAPIError):
+        orig: object = exc.orig
+    elif hasattr(exc, "sqlstate"):  # asyncpg.PostgresError
+        orig = exc
+    else:
+        return False
     codes = {getattr(orig, "sqlstate", None), getattr(orig, "pgcode", None),
              getattr(getattr(orig, "__cause__", None), "sqlstate", None)}
     if codes & _RETRYABLE_SQLSTATES:

@@ -403,3 +403,15 @@ async def test_report_sums_count_developers_in_every_query_shape(store: Store, o
     assert {key: sums.developers for key, sums in groups.items()} == {("m1",): 2, ("m2",): 1}
     assert total.developers == 2
     assert day_number(today) == days[1]
+
+
+async def test_a_connection_lost_under_asyncpg_is_a_database_error(store: Store) -> None:
+    """Ingest talks to asyncpg directly on PostgreSQL: its connection errors must still
+    become SQLAlchemy's (the app answers those with 503 and Retry-After, not 500)."""
+    import asyncpg
+
+    async def work(_conn: Any) -> None:
+        raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed")
+
+    with pytest.raises(sa.exc.OperationalError):
+        await store.write(work)

@@ -1,0 +1,174 @@
+"""Summaries across developers: kept at ingest, equal to a rebuild from the rollups, and
+reports read from them equal to reports read from the per-developer rollups (both backends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+from server_factory import Org, call, now_iso, suggestion
+
+from server import _report_queries
+from server import _tables as t
+from server._access import SYSTEM, report_scope
+from server._db import downgrade, upgrade
+from server._reports import day_number
+from server._store import Store
+from server._summaries import rebuild_statements, span_masks
+from server._wire import EventBatch
+
+SUMMARY_TABLES = (t.usage_summary, t.retention_summary, t.active_days, t.active_daily,
+                  t.active_spans, t.team_usage_summary, t.team_retention_summary)
+DEVELOPERS = ("alice", "bob", "carol", "lena")
+
+
+def as_batch(events: list[dict[str, Any]]) -> EventBatch:
+    return msgspec.json.decode(msgspec.json.encode({"events": events}), type=EventBatch)
+
+
+def spread_events(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """Events over 70 days (three 32-day spans), two tools, models and languages."""
+    events: list[dict[str, Any]] = []
+    for i in range(n):
+        common = {"ts": now_iso(rng.randrange(70)), "model": rng.choice(["m1", "m2"]),
+                  "tool": rng.choice(["t1", "t2"]), "language": rng.choice([None, "go"])}
+        if rng.random() < 0.6:
+            events.append(call(**common, input_tokens=rng.randrange(1000),
+                               cost_micro_usd=rng.choice([None, rng.randrange(10_000)]),
+                               request_id=None))
+        else:
+            stage = rng.choice(["offered", "accepted", "rejected", "committed", "retained"])
+            events.append(suggestion(stage, f"s{i}", **common, chars=rng.randrange(500),
+                                     lines=rng.randrange(30),
+                                     commit=f"{i:040x}" if stage == "committed" else None,
+                                     checkpoint_s=900 if stage == "retained" else None))
+    return events
+
+
+async def ingest_spread(store: Store, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    async with store.read() as conn:
+        ids = dict(list(await conn.execute(sa.select(t.members.c.name, t.members.c.id))))
+    for name in DEVELOPERS:
+        events = spread_events(rng, 300)
+        for start in range(0, 300, 70):  # overlapping batches: duplicates on the path
+            await store.ingest(ids[name], as_batch(events[max(0, start - 20):start + 70]))
+    committed = [f"{i:040x}" for i in range(0, 300, 3)]
+    await store.record_deployment(environment="prod", commits=committed,
+                                  ts_ms=int(datetime.now(UTC).timestamp() * 1000),
+                                  team_id=None, token_id=None)
+
+
+async def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    async with store.read() as conn:
+        return {table.name: sorted(tuple(row) for row in await conn.execute(sa.select(table)))
+                for table in SUMMARY_TABLES}
+
+
+async def rebuilt(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """The summaries as ``rebuild_statements`` makes them from the rollups."""
+    async with store.engine.begin() as conn:
+        for table in SUMMARY_TABLES:
+            await conn.execute(sa.delete(table))
+        for statement in rebuild_statements(store.backend):
+            await conn.execute(sa.text(statement))
+    return await snapshot(store)
+
+
+async def test_summaries_kept_at_ingest_equal_a_rebuild_from_the_rollups(
+        store: Store, org: Org) -> None:
+    await ingest_spread(store)
+    kept = await snapshot(store)
+    assert all(kept.values())
+    assert await rebuilt(store) == kept
+
+
+async def test_team_summaries_follow_membership_changes(store: Store, org: Org) -> None:
+    await ingest_spread(store)
+    await store.add_to_team(SYSTEM, "web", "bob")  # bob in two teams
+    await store.remove_from_team(SYSTEM, "core", "alice")  # alice in none
+    await store.remove_from_team(SYSTEM, "core", "alice")  # (again: nothing to move)
+    await store.add_to_team(SYSTEM, "core", "carol")
+    kept = await snapshot(store)
+    assert {row[0] for row in kept["team_usage_summary"]} == {
+        await team_id(store, "core"), await team_id(store, "web")}
+    assert await rebuilt(store) == kept
+    await store.delete_team(SYSTEM, "web")
+    kept = await snapshot(store)
+    assert {row[0] for row in kept["team_usage_summary"]} == {await team_id(store, "core")}
+    assert await rebuilt(store) == kept
+
+
+async def test_membership_changes_racing_ingest_move_each_batch_once(store: Store, org: Org
+                                                                    ) -> None:
+    rng = random.Random(8)
+    async with store.read() as conn:
+        ids = dict(list(await conn.execute(sa.select(t.members.c.name, t.members.c.id))))
+    jobs = []
+    for name in ("alice", "bob"):
+        events = spread_events(rng, 400)
+        jobs += [store.ingest(ids[name], as_batch(events[start:start + 50]))
+                 for start in range(0, 400, 50)]
+    jobs += [store.add_to_team(SYSTEM, "web", "alice"), store.add_to_team(SYSTEM, "web", "bob"),
+             store.remove_from_team(SYSTEM, "core", "bob")]
+    rng.shuffle(jobs)
+    await asyncio.gather(*jobs)
+    kept = await snapshot(store)
+    assert await rebuilt(store) == kept
+
+
+async def team_id(store: Store, name: str) -> int:
+    async with store.read() as conn:
+        return int(await conn.scalar(sa.select(t.teams.c.id).where(t.teams.c.name == name)))
+
+
+async def test_the_migration_fills_the_summaries_from_existing_rollups(
+        store: Store, org: Org) -> None:
+    await ingest_spread(store, seed=4)
+    kept = await snapshot(store)
+    await downgrade(store.engine, "0001")
+    await upgrade(store.engine)
+    assert await snapshot(store) == kept
+
+
+SHAPES = [*(dims for n in (1, 2, 3)
+            for dims in itertools.combinations(("team", "day", "tool", "model", "language"), n)),
+          ("language", "team"), ("day", "model", "team"), ("model", "day")]
+
+
+@pytest.mark.parametrize("days_back", [(69, 0), (40, 31), (33, 30), (5, 5)])
+async def test_reports_from_summaries_equal_reports_from_per_developer_rollups(
+        store: Store, org: Org, monkeypatch: pytest.MonkeyPatch,
+        days_back: tuple[int, int]) -> None:
+    await ingest_spread(store)
+    today = datetime.now(UTC).date()
+    days = (day_number(today - timedelta(days=days_back[0])),
+            day_number(today - timedelta(days=days_back[1])))
+    scope = report_scope(SYSTEM)
+    await store.add_to_team(SYSTEM, "web", "bob")  # teams that overlap
+    for dims in SHAPES:
+        assert _report_queries.reads_summaries(dims, scope)
+        fast = await store.outcome_sums(dims, scope, days)
+        with monkeypatch.context() as patch:
+            patch.setattr(_report_queries, "reads_summaries", lambda *_: False)
+            slow = await store.outcome_sums(dims, scope, days)
+        assert fast == slow, dims
+        assert fast[1].developers == slow[1].developers > 0
+
+
+def test_span_masks() -> None:
+    assert span_masks(64, 64) == (2, 2, 1, 1)
+    assert span_masks(33, 95) == (1, 2, 0xFFFF_FFFE, 0xFFFF_FFFF)
+    assert span_masks(31, 32) == (0, 1, 1 << 31, 1)
+    first, last, head, tail = span_masks(20_000, 20_089)
+    covered = [day for span in range(first, last + 1) for day in range(32 * span, 32 * span + 32)
+               if (head if span == first else tail if span == last else 0xFFFF_FFFF)
+               >> (day % 32) & 1]
+    assert covered == list(range(20_000, 20_090))
