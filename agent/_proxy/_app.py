@@ -72,8 +72,10 @@ METERED: dict[tuple[str, str], Api] = {
 }
 #: A request body larger than this is refused (413): no real prompt is this big.
 MAX_REQUEST_BODY = 64 * 2**20
-#: How long budgets are cached between requests (config.toml edits apply within this).
+#: Budgets older than this are re-read (config.toml edits apply about this long after).
 BUDGET_TTL_S = 1.0
+#: Budgets read less than this long ago are used while a re-read runs in the background.
+BUDGET_STALE_S = 5.0
 #: Vendor quota figures are written at most this often per provider.
 QUOTA_FLUSH_S = 0.5
 
@@ -185,13 +187,23 @@ class Proxy:
         await self.client.aclose()
 
     async def budgets(self) -> list[Budget]:
-        """The budgets in force, re-read at most every ``BUDGET_TTL_S``; requests that find
-        them stale together share one read (not one read each, one after the other)."""
+        """The budgets in force, re-read at most every ``BUDGET_TTL_S``.
+
+        A request that finds them stale, but read less than ``BUDGET_STALE_S`` ago, goes on
+        with them and has them re-read in the background: the read (a hand-off to a worker
+        thread and back) is never on the path of a busy proxy's requests, where it used to
+        hold up every request of that moment by a wake-up of each thread. After a longer
+        pause (or at the first request) the request waits for the read. Requests that wait
+        together share one read."""
         stamp, budgets = self._budgets
-        if time.monotonic() - stamp <= BUDGET_TTL_S:
+        age = time.monotonic() - stamp
+        if age <= BUDGET_TTL_S:
             return budgets
         if self._budgets_read is None or self._budgets_read.done():
             self._budgets_read = asyncio.ensure_future(self._read_budgets())
+            self._budgets_read.add_done_callback(_budgets_read_done)
+        if age <= BUDGET_STALE_S:
+            return budgets
         return await asyncio.shield(self._budgets_read)
 
     async def _read_budgets(self) -> list[Budget]:
@@ -520,6 +532,13 @@ class Exchange:
 
 
 # -- small helpers --------------------------------------------------------------------------
+
+def _budgets_read_done(read: asyncio.Future[list[Budget]]) -> None:
+    """A background re-read that failed (config.toml now invalid, say) is logged; the
+    budgets read before stay in force until a request has to wait for a read."""
+    if not read.cancelled() and read.exception() is not None:
+        log.warning("could not re-read the budgets: %s", read.exception())
+
 
 def _length(response: Response) -> Headers:
     value = response.header(b"content-length")
