@@ -437,13 +437,19 @@ class Exchange:
         tail = meter.finish()
         # A stream is whole when its last event came; a plain body when it was not cut.
         complete = meter.tally.complete or (not cut and not streaming)
-        await self._record("complete" if complete else "cut", response.status_code, meter,
-                           request_id_of(upstream_headers))
-        if cut and not complete and not self.client_gone.is_set():
-            # The upstream's body broke off: so does ours, so the client knows.
-            await self._send({"type": "http.response.body", "body": tail, "more_body": True})
-            raise AbortResponse("upstream response cut short")
-        await self._send({"type": "http.response.body", "body": tail, "more_body": False})
+        call = await self._record("complete" if complete else "cut", response.status_code,
+                                  meter, request_id_of(upstream_headers), log_now=False)
+        try:
+            if cut and not complete and not self.client_gone.is_set():
+                # The upstream's body broke off: so does ours, so the client knows.
+                await self._send({"type": "http.response.body", "body": tail,
+                                  "more_body": True})
+                raise AbortResponse("upstream response cut short")
+            await self._send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            # The log line is made after the last bytes went out: not on their path.
+            if call is not None:
+                self._log_call(call, response.status_code)
 
     async def _pump(self, response: Response, meter: Meter, decode: bool, streaming: bool
                     ) -> bool:
@@ -502,11 +508,14 @@ class Exchange:
         return f"warn; budget={status.name}; used={percent} of {limit}"
 
     async def _record(self, outcome: Outcome, http_status: int | None, meter: Meter,
-                      request_id: str | None) -> None:
+                      request_id: str | None, *, log_now: bool = True) -> Call | None:
         """Build the call and store it, durably, with the reservation settled in the same
-        transaction. A store that cannot be written fails the response (after one retry)."""
+        transaction. A store that cannot be written fails the response (after one retry).
+
+        Returns the call stored (None if one was already); its log line is written here, or
+        by the caller (``_log_call``) when ``log_now`` is false."""
         if self.recorded:
-            return
+            return None
         self.recorded = True
         call = build_call(
             provider=self.provider, info=self.info, tally=meter.tally, http_status=http_status,
@@ -523,6 +532,11 @@ class Exchange:
                 log.error("POST %s: call NOT recorded, response failed: %s",
                           self.scope["path"], exc)
                 raise AbortResponse("the call could not be stored") from None
+        if log_now:
+            self._log_call(call, http_status)
+        return call
+
+    def _log_call(self, call: Call, http_status: int | None) -> None:
         cost = "?" if call.cost_micro_usd is None else money(call.cost_micro_usd)
         log.info("POST %s %s %s %s %s in=%d cache=%d/%d out=%d %s%s %dms%s",
                  self.scope["path"], http_status or "-", call.status, call.tool, call.model,
