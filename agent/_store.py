@@ -18,11 +18,9 @@ worker thread (``Store.read``), so they never queue behind writes.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -155,11 +153,6 @@ class Store:
         self._writing = False
         self._writer = asyncio.create_task(self._write_loop(), name="meterline-store-writer")
         self._dirty = False
-        #: Checkpoints run in a thread of their own, at idle priority (see _checkpoint_loop).
-        self._checkpoints = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="meterline-checkpoint",
-            initializer=_idle_priority)
-        self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(),
                                                  name="meterline-store-checkpointer")
         self._reader: sqlite3.Connection | None = None
@@ -210,9 +203,6 @@ class Store:
         await self._conn.close()
         if self._reader is not None:
             self._reader.close()
-        await asyncio.get_running_loop().run_in_executor(self._checkpoints,
-                                                         self._close_checkpoint_db)
-        self._checkpoints.shutdown(wait=False)
 
     async def __aenter__(self) -> Store:
         return self
@@ -287,32 +277,13 @@ class Store:
 
     async def _checkpoint_loop(self, interval_s: float = 1.0) -> None:
         """Copy the WAL back into the database once a second after writes (PASSIVE: never
-        waits for, nor blocks, writers and readers).
-
-        In a thread of its own, on its own connection, at idle CPU priority where the OS
-        has one (Linux ``SCHED_IDLE``): a checkpoint under load copies megabytes (1–3 ms of
-        CPU, measured in the proxy's benchmark), and nothing waits for it, so it must not
-        take a core from the requests that need one (on a 2-core machine it held up a
-        round of concurrent requests by as much)."""
-        loop = asyncio.get_running_loop()
+        waits for, nor blocks, writers and readers)."""
         while True:
             await asyncio.sleep(interval_s)
             if self._dirty:
                 self._dirty = False
                 with contextlib.suppress(sqlite3.Error):
-                    await loop.run_in_executor(self._checkpoints, self._checkpoint_now)
-
-    def _checkpoint_now(self) -> None:
-        """In the checkpoint thread."""
-        if self._checkpoint_db is None:
-            self._checkpoint_db = connect(self.path)
-        _checkpoint(self._checkpoint_db)
-
-    def _close_checkpoint_db(self) -> None:
-        """In the checkpoint thread."""
-        if self._checkpoint_db is not None:
-            self._checkpoint_db.close()
-            self._checkpoint_db = None
+                    await self.read(_checkpoint)
 
     async def _run_batch(self, ops: list[Op]) -> list[Any]:
         # The whole transaction goes to aiosqlite's connection thread as one function: one
@@ -610,16 +581,6 @@ def _refusal(spec: Budget, status: BudgetStatus, held: Usage) -> BudgetBlocked:
                  "usedTokens": status.used.tokens,
                  "limitTokens": status.limit_tokens,
                  "inFlightCalls": held.calls})
-
-
-def _idle_priority() -> None:
-    """Make the calling thread run only when a core is otherwise idle (Linux; elsewhere, or
-    when refused, it keeps its priority)."""
-    setter = getattr(os, "sched_setscheduler", None)
-    idle = getattr(os, "SCHED_IDLE", None)
-    if setter is not None and idle is not None:
-        with contextlib.suppress(OSError):
-            setter(0, idle, os.sched_param(0))
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:
