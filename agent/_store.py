@@ -147,7 +147,7 @@ class Store:
         self._conn = conn
         self._queue: asyncio.Queue[tuple[Op, asyncio.Future[Any]]] = asyncio.Queue()
         self._busy_timeout_ms = busy_timeout_ms
-        #: Reservations asked for in this turn of the loop, decided together.
+        #: Reservations asked for in this turn of the loop and the next, decided together.
         self._wanted: list[_Wanted] = []
         #: A batch is running in the writer's thread: the connection is not ours to use.
         self._writing = False
@@ -405,7 +405,7 @@ class Store:
         enforced limit. Runs under the database's write lock, so callers in other processes
         (the proxy and the sidecar) are serialised with this one.
 
-        Reservations asked for in the same turn of the event loop (a burst of requests) are
+        Reservations asked for within two turns of the event loop (a burst of requests) are
         decided together in one transaction, in the order asked, each seeing what the ones
         before it hold: the answers one transaction each would give, for one reading of the
         budget windows (which are summed from the rollups: 40 µs for a day budget, 115 µs
@@ -417,7 +417,9 @@ class Store:
         wanted = _Wanted(tuple(budgets), cost_micro, tokens, ttl_ms, loop.create_future())
         self._wanted.append(wanted)
         if len(self._wanted) == 1:
-            loop.call_soon(self._reserve_wanted)
+            # Two turns of the loop: requests whose bytes arrived in the one between (a
+            # burst whose requests did not all arrive at once) join this batch.
+            loop.call_soon(loop.call_soon, self._reserve_wanted)
         # Shielded like every write: a caller that goes away leaves its reservation to
         # expire (or be settled) rather than half-done.
         result = await asyncio.shield(wanted.future)

@@ -44,8 +44,10 @@ import httptools
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello " * 20}]}
-STREAM_FAKE = "gap=0.001,words=10"
+STREAM_FAKE = "gap=0.001,words=10,steady"
 LITELLM_KEY = "sk-meterline-bench-litellm-master"
+#: The enforced budget of the ``+budget`` targets: never reached, reserved and settled always.
+BUDGET = "[[budgets]]\nname = 'bench'\nperiod = 'day'\nlimit_usd = 1000000\nmode = 'enforce'\n"
 
 
 class Service:
@@ -86,7 +88,7 @@ def start_fake() -> Service:
                    lambda line: line.strip() if line.startswith("http://") else None)
 
 
-def start_meterline(origin: str, home: Path, config: str = "") -> Service:
+def start_meterline(origin: str, home: Path, config: str = "", root: Path = ROOT) -> Service:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(config)
 
@@ -98,7 +100,7 @@ def start_meterline(origin: str, home: Path, config: str = "") -> Service:
 
     return Service("meterline", [sys.executable, "-m", "agent", "agent", "--proxy-port", "0"],
                    {"METERLINE_HOME": str(home), "METERLINE_UPSTREAM_OPENAI": origin,
-                    "PYTHONPATH": str(ROOT)}, ready, stream="stderr")
+                    "PYTHONPATH": str(root)}, ready, stream="stderr")
 
 
 def start_litellm(where: str, origin: str, workdir: Path) -> tuple[Service | None, str]:
@@ -330,6 +332,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--litellm", help="LiteLLM's virtualenv (started here) or the URL of a "
                         "running LiteLLM proxy")
+    parser.add_argument("--compare", type=Path, help="another checkout of meterline (e.g. "
+                        "`git archive main | tar -x -C DIR`): its proxy measured side by side, "
+                        "with and without the budget, as `base` and `base+budget`")
     parser.add_argument("-n", type=int, default=1000, help="plain requests per target")
     parser.add_argument("--streams", type=int, default=400, help="streams per target (c=1)")
     parser.add_argument("--rounds", type=int, default=40,
@@ -343,11 +348,15 @@ def main() -> None:
         services.append(fake)
         plain = start_meterline(fake.base, work / "plain")
         services.append(plain)
-        budgeted = start_meterline(fake.base, work / "budget", "[[budgets]]\nname = 'bench'\n"
-                                   "period = 'day'\nlimit_usd = 1000000\nmode = 'enforce'\n")
+        budgeted = start_meterline(fake.base, work / "budget", BUDGET)
         services.append(budgeted)
         bases = {"direct": fake.base + "/v1", "meterline": plain.base,
                  "meterline+budget": budgeted.base}
+        if args.compare:
+            for name, config in (("base", ""), ("base+budget", BUDGET)):
+                other = start_meterline(fake.base, work / name, config, args.compare.resolve())
+                services.append(other)
+                bases[name] = other.base
         if args.litellm:
             service, base = start_litellm(args.litellm, fake.base, work)
             if service:

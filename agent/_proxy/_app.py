@@ -72,8 +72,10 @@ METERED: dict[tuple[str, str], Api] = {
 }
 #: A request body larger than this is refused (413): no real prompt is this big.
 MAX_REQUEST_BODY = 64 * 2**20
-#: How long budgets are cached between requests (config.toml edits apply within this).
+#: Budgets older than this are re-read (config.toml edits apply about this long after).
 BUDGET_TTL_S = 1.0
+#: Budgets read less than this long ago are used while a re-read runs in the background.
+BUDGET_STALE_S = 5.0
 #: Vendor quota figures are written at most this often per provider.
 QUOTA_FLUSH_S = 0.5
 
@@ -185,13 +187,23 @@ class Proxy:
         await self.client.aclose()
 
     async def budgets(self) -> list[Budget]:
-        """The budgets in force, re-read at most every ``BUDGET_TTL_S``; requests that find
-        them stale together share one read (not one read each, one after the other)."""
+        """The budgets in force, re-read at most every ``BUDGET_TTL_S``.
+
+        A request that finds them stale, but read less than ``BUDGET_STALE_S`` ago, goes on
+        with them and has them re-read in the background: the read (a hand-off to a worker
+        thread and back) is never on the path of a busy proxy's requests, where it used to
+        hold up every request of that moment by a wake-up of each thread. After a longer
+        pause (or at the first request) the request waits for the read. Requests that wait
+        together share one read."""
         stamp, budgets = self._budgets
-        if time.monotonic() - stamp <= BUDGET_TTL_S:
+        age = time.monotonic() - stamp
+        if age <= BUDGET_TTL_S:
             return budgets
         if self._budgets_read is None or self._budgets_read.done():
             self._budgets_read = asyncio.ensure_future(self._read_budgets())
+            self._budgets_read.add_done_callback(_budgets_read_done)
+        if age <= BUDGET_STALE_S:
+            return budgets
         return await asyncio.shield(self._budgets_read)
 
     async def _read_budgets(self) -> list[Budget]:
@@ -425,13 +437,19 @@ class Exchange:
         tail = meter.finish()
         # A stream is whole when its last event came; a plain body when it was not cut.
         complete = meter.tally.complete or (not cut and not streaming)
-        await self._record("complete" if complete else "cut", response.status_code, meter,
-                           request_id_of(upstream_headers))
-        if cut and not complete and not self.client_gone.is_set():
-            # The upstream's body broke off: so does ours, so the client knows.
-            await self._send({"type": "http.response.body", "body": tail, "more_body": True})
-            raise AbortResponse("upstream response cut short")
-        await self._send({"type": "http.response.body", "body": tail, "more_body": False})
+        call = await self._record("complete" if complete else "cut", response.status_code,
+                                  meter, request_id_of(upstream_headers), log_now=False)
+        try:
+            if cut and not complete and not self.client_gone.is_set():
+                # The upstream's body broke off: so does ours, so the client knows.
+                await self._send({"type": "http.response.body", "body": tail,
+                                  "more_body": True})
+                raise AbortResponse("upstream response cut short")
+            await self._send({"type": "http.response.body", "body": tail, "more_body": False})
+        finally:
+            # The log line is made after the last bytes went out: not on their path.
+            if call is not None:
+                self._log_call(call, response.status_code)
 
     async def _pump(self, response: Response, meter: Meter, decode: bool, streaming: bool
                     ) -> bool:
@@ -490,11 +508,14 @@ class Exchange:
         return f"warn; budget={status.name}; used={percent} of {limit}"
 
     async def _record(self, outcome: Outcome, http_status: int | None, meter: Meter,
-                      request_id: str | None) -> None:
+                      request_id: str | None, *, log_now: bool = True) -> Call | None:
         """Build the call and store it, durably, with the reservation settled in the same
-        transaction. A store that cannot be written fails the response (after one retry)."""
+        transaction. A store that cannot be written fails the response (after one retry).
+
+        Returns the call stored (None if one was already); its log line is written here, or
+        by the caller (``_log_call``) when ``log_now`` is false."""
         if self.recorded:
-            return
+            return None
         self.recorded = True
         call = build_call(
             provider=self.provider, info=self.info, tally=meter.tally, http_status=http_status,
@@ -511,6 +532,11 @@ class Exchange:
                 log.error("POST %s: call NOT recorded, response failed: %s",
                           self.scope["path"], exc)
                 raise AbortResponse("the call could not be stored") from None
+        if log_now:
+            self._log_call(call, http_status)
+        return call
+
+    def _log_call(self, call: Call, http_status: int | None) -> None:
         cost = "?" if call.cost_micro_usd is None else money(call.cost_micro_usd)
         log.info("POST %s %s %s %s %s in=%d cache=%d/%d out=%d %s%s %dms%s",
                  self.scope["path"], http_status or "-", call.status, call.tool, call.model,
@@ -520,6 +546,13 @@ class Exchange:
 
 
 # -- small helpers --------------------------------------------------------------------------
+
+def _budgets_read_done(read: asyncio.Future[list[Budget]]) -> None:
+    """A background re-read that failed (config.toml now invalid, say) is logged; the
+    budgets read before stay in force until a request has to wait for a read."""
+    if not read.cancelled() and read.exception() is not None:
+        log.warning("could not re-read the budgets: %s", read.exception())
+
 
 def _length(response: Response) -> Headers:
     value = response.header(b"content-length")

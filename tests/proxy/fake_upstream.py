@@ -7,6 +7,9 @@ comma-separated list of:
 
 ``delay=S``           wait S seconds before answering
 ``gap=S``             wait S seconds between streamed events
+``steady``            with ``gap``: event N is due S·N seconds after the first (a provider's
+                      own pace), so a late wake-up of this process is not added to every
+                      gap after it
 ``status=N``          answer status N with the provider's error body
 ``cut=N``             send N events (or N bytes of a JSON body) and drop the connection
 ``end=N``             send N events, then end the body cleanly (no final event)
@@ -334,6 +337,8 @@ async def _stream(send: Send, frames: list[tuple[bytes, bool]],
     gap = float(options.get("gap", 0))
     cut = int(options["cut"]) if "cut" in options else None
     end = int(options["end"]) if "end" in options else None
+    loop = asyncio.get_running_loop()
+    due = loop.time()  # ``steady``: when the next event is due
     for index, (frame, carries) in enumerate(frames):
         if cut is not None and index >= cut:
             raise Dropped("cut")
@@ -341,6 +346,10 @@ async def _stream(send: Send, frames: list[tuple[bytes, bool]],
             break
         if carries and "hold_usage" in options:
             await asyncio.sleep(float(options["hold_usage"]))
+            due = loop.time()
+        elif gap and index and "steady" in options:
+            due += gap
+            await asyncio.sleep(max(0.0, due - loop.time()))
         elif gap and index:
             await asyncio.sleep(gap)
         await send({"type": "http.response.body", "body": frame, "more_body": True})
