@@ -58,16 +58,17 @@ class ReportOps(StoreBase):
         width = len(dims)
         keys = _Keys(dims, names)
         groups: dict[GroupKey, Sums] = {}
+        # Rows of a GROUP BY: their sums are never NULL, and BIGINTs (``_sum``) already.
         for row in usage:
             key = keys(row[:width])
-            groups[key] = Sums(usage=[int(v or 0) for v in row[width + 1:]],
+            groups[key] = Sums(usage=list(row[width + 1:]),
                                developers=int(row[width]))
         for row in retention:
             key = keys(row[:width])
             sums = groups.get(key)
             if sums is None:  # retained code whose acceptance fell outside this group
                 sums = groups[key] = Sums(developers=int(row[width + 1]))
-            sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 2:]]
+            sums.retained[row[width]] = list(row[width + 2:])
         total = Sums(usage=[int(v or 0) for v in total_usage[1:]],
                      developers=int(total_usage[0] or 0))
         for row in total_retention:
@@ -160,7 +161,7 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
     groups: dict[GroupKey, Sums] = {}
     for row in usage:
         key = keys(row[:width])
-        groups[key] = Sums(usage=[int(v or 0) for v in row[width:]],
+        groups[key] = Sums(usage=list(row[width:]),
                            developers=active.get(key, 0))
     retained_only: dict[GroupKey, int] | None = None
     for row in retention:
@@ -170,7 +171,7 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
             if retained_only is None:
                 retained_only = await developers("retention")
             sums = groups[key] = Sums(developers=retained_only.get(key, 0))
-        sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 1:]]
+        sums.retained[row[width]] = list(row[width + 1:])
     total = Sums(developers=int(await conn.scalar(_developers_query((), days, "usage")) or 0))
     if by_team:  # teams overlap (and leave developers out): the total is summed apart
         row = (await conn.execute(sa.select(*summed(t.usage_summary, t.USAGE_SUMS))
