@@ -214,5 +214,5 @@ def test_blocks_and_days_cover_a_range_once() -> None:
             covered += [day for low, high in single for day in range(low, high + 1)]
             assert sorted(covered) == list(range(first, last + 1))
             assert all(low % size == 0 == high % size for size, low, high in whole)
-    assert covering(20_400, 20_489) == ([(32, 20_416, 20_448), (4, 20_400, 20_412),
-                                         (4, 20_480, 20_484)], [(20_488, 20_489)])
+    assert covering(20_401, 20_489) == ([(8, 20_408, 20_480)],
+                                        [(20_401, 20_407), (20_488, 20_489)])

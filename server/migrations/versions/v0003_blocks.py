@@ -1,4 +1,4 @@
-"""The daily rollups summed over aligned blocks of 32 and of 4 days.
+"""The daily rollups summed over aligned blocks of 8 days.
 
 Revision ID: 0003
 Revises: 0002
@@ -30,7 +30,7 @@ _USAGE_SUMS = (
     "deployed_events", "deployed_chars", "deployed_lines",
 )
 _RETENTION_SUMS = ("events", "chars", "lines")
-_BLOCK_SIZES = (32, 4)
+_BLOCK_SIZES = (8,)
 _KEY = ("grain", "size", "first_day", "developer_id", "tool", "model", "language")
 
 
