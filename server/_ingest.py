@@ -30,6 +30,7 @@ from server._rollup import (
     CallRow,
     DeployedRow,
     SuggestionRow,
+    block_deltas,
     day_of,
     deployed_from_commit,
     deployed_from_event,
@@ -208,6 +209,10 @@ class IngestOps(StoreBase):
         await self._upsert(conn, t.usage_daily, t.ROLLUP_KEY, t.USAGE_SUMS, usage)
         await self._upsert(conn, t.retention_daily, t.RETENTION_KEY, t.RETENTION_SUMS,
                            retention)
+        await self._upsert(conn, t.usage_blocks, t.BLOCK_KEY, t.USAGE_SUMS,
+                           block_deltas(usage))
+        await self._upsert(conn, t.retention_blocks, (*t.BLOCK_KEY, "checkpoint_s"),
+                           t.RETENTION_SUMS, block_deltas(retention))
         await self._upsert(conn, t.usage_summary, t.DETAIL_KEY, t.USAGE_SUMS,
                            summary_deltas(usage))
         await self._upsert(conn, t.retention_summary, (*t.DETAIL_KEY, "checkpoint_s"),

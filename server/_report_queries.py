@@ -22,7 +22,7 @@ from server import _tables as t
 from server._access import ReportScope
 from server._reports import GroupKey, Sums, day_text, grain_for
 from server._summaries import presence_grain, span_masks
-from server._tables import SPAN_DAYS
+from server._tables import BLOCK_SIZES, SPAN_DAYS
 from server._txn import StoreBase
 
 
@@ -41,30 +41,34 @@ class ReportOps(StoreBase):
                 await conn.execute(sa.text("SET LOCAL jit = off"))
             if reads_summaries(dims, scope):
                 return (*await _summary_sums(conn, dims, days), frozenset())
-            usage = list(await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, dims,
-                                                   scope, days, grain)))
+            blocks = reads_blocks(dims, scope)
+            usage = list(await conn.execute(_query(
+                t.usage_daily, t.USAGE_SUMS, dims, scope, days, grain,
+                blocks=t.usage_blocks if blocks else None)))
             retention = list(await conn.execute(_query(
                 t.retention_daily, t.RETENTION_SUMS, dims, scope, days, grain,
-                by_checkpoint=True)))
-            total_usage = (await conn.execute(_query(t.usage_daily, t.USAGE_SUMS, (), scope,
-                                                     days, "developer"))).one()
+                by_checkpoint=True, blocks=t.retention_blocks if blocks else None)))
+            total_usage = (await conn.execute(_query(
+                t.usage_daily, t.USAGE_SUMS, (), scope, days, "developer",
+                blocks=t.usage_blocks if blocks else None))).one()
             total_retention = list(await conn.execute(_query(
                 t.retention_daily, t.RETENTION_SUMS, (), scope, days, "developer",
-                by_checkpoint=True)))
+                by_checkpoint=True, blocks=t.retention_blocks if blocks else None)))
             names = await _names(conn, dims, [*usage, *retention])
         width = len(dims)
         keys = _Keys(dims, names)
         groups: dict[GroupKey, Sums] = {}
+        # Rows of a GROUP BY: their sums are never NULL, and BIGINTs (``_sum``) already.
         for row in usage:
             key = keys(row[:width])
-            groups[key] = Sums(usage=[int(v or 0) for v in row[width + 1:]],
+            groups[key] = Sums(usage=list(row[width + 1:]),
                                developers=int(row[width]))
         for row in retention:
             key = keys(row[:width])
             sums = groups.get(key)
             if sums is None:  # retained code whose acceptance fell outside this group
                 sums = groups[key] = Sums(developers=int(row[width + 1]))
-            sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 2:]]
+            sums.retained[row[width]] = list(row[width + 2:])
         total = Sums(usage=[int(v or 0) for v in total_usage[1:]],
                      developers=int(total_usage[0] or 0))
         for row in total_retention:
@@ -80,6 +84,42 @@ def reads_summaries(dims: Sequence[str], scope: ReportScope) -> bool:
 
 
 _SUMMARY_DIMS = {"team", "day", "tool", "model", "language"}
+
+
+def reads_blocks(dims: Sequence[str], scope: ReportScope) -> bool:
+    """Whether the per-developer rollups are read over blocks of days (``usage_blocks``,
+    ``retention_blocks``) rather than day by day: every developer in scope (a lead's or
+    developer's few developers read the daily rows through their index), not by day."""
+    return scope.developer_ids is None and scope.team_ids is None and "day" not in dims
+
+
+def covering(first: int, last: int
+             ) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """Blocks and days that cover ``first..last`` exactly once: the whole blocks of the
+    largest size inside the range, then of the next size inside what is left at either
+    edge, then single days. Returns (size, first day of the first block, of the last
+    block) triples and (first, last) day ranges."""
+    blocks: list[tuple[int, int, int]] = []
+    days: list[tuple[int, int]] = []
+
+    def split(low: int, high: int, sizes: Sequence[int]) -> None:
+        if low > high:
+            return
+        if not sizes:
+            days.append((low, high))
+            return
+        size = sizes[0]
+        start = -(-low // size) * size  # the first block that starts in the range
+        end = (high + 1) // size * size  # just past the last block that ends in it
+        if start >= end:
+            split(low, high, sizes[1:])
+            return
+        blocks.append((size, start, end - size))
+        split(low, start - 1, sizes[1:])
+        split(end, high, sizes[1:])
+
+    split(first, last, BLOCK_SIZES)
+    return blocks, days
 
 
 async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[int, int]
@@ -121,7 +161,7 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
     groups: dict[GroupKey, Sums] = {}
     for row in usage:
         key = keys(row[:width])
-        groups[key] = Sums(usage=[int(v or 0) for v in row[width:]],
+        groups[key] = Sums(usage=list(row[width:]),
                            developers=active.get(key, 0))
     retained_only: dict[GroupKey, int] | None = None
     for row in retention:
@@ -131,7 +171,7 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
             if retained_only is None:
                 retained_only = await developers("retention")
             sums = groups[key] = Sums(developers=retained_only.get(key, 0))
-        sums.retained[int(row[width])] = [int(v or 0) for v in row[width + 1:]]
+        sums.retained[row[width]] = list(row[width + 1:])
     total = Sums(developers=int(await conn.scalar(_developers_query((), days, "usage")) or 0))
     if by_team:  # teams overlap (and leave developers out): the total is summed apart
         row = (await conn.execute(sa.select(*summed(t.usage_summary, t.USAGE_SUMS))
@@ -201,13 +241,16 @@ def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str
             .group_by(*groups))
 
 
-def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,
-           days: tuple[int, int], grain: str, *, by_checkpoint: bool = False
-           ) -> sa.Select[Any]:
+def _query(daily: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,
+           days: tuple[int, int], grain: str, *, by_checkpoint: bool = False,
+           blocks: sa.Table | None = None) -> sa.Select[Any]:
+    table: sa.Table | sa.Subquery = daily
+    where: list[sa.ColumnElement[bool]] = [daily.c.grain == grain, daily.c.day >= days[0],
+                                           daily.c.day <= days[1]]
+    if blocks is not None:  # the range's rows: whole blocks, and days at the edges
+        table, where = _in_blocks(daily, blocks, sums, days, grain, by_checkpoint), []
     source: sa.FromClause = table
     groups: list[sa.ColumnElement[Any]] = []
-    where: list[sa.ColumnElement[bool]] = [table.c.grain == grain, table.c.day >= days[0],
-                                           table.c.day <= days[1]]
     for dim in dims:
         if dim == "team":
             membership = t.team_members
@@ -249,6 +292,24 @@ def _query(table: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: Rep
     query = sa.select(*outer_groups, sa.func.count(),
                       *(_sum(per_developer.c[name]) for name in sums))
     return query.group_by(*outer_groups) if outer_groups else query
+
+
+def _in_blocks(daily: sa.Table, blocks: sa.Table, sums: Sequence[str], days: tuple[int, int],
+               grain: str, by_checkpoint: bool) -> sa.Subquery:
+    """The rows of ``grain`` that cover ``days`` once, from ``blocks`` and ``daily``."""
+    names = ["developer_id", "tool", "model", "language",
+             *(["checkpoint_s"] if by_checkpoint else []), *sums]
+    whole, single = covering(*days)
+    parts = [sa.select(*(blocks.c[name] for name in names))
+             .where(blocks.c.grain == grain, blocks.c.size == size,
+                    blocks.c.first_day >= low, blocks.c.first_day <= high)
+             for size, low, high in whole]
+    parts += [sa.select(*(daily.c[name] for name in names))
+              .where(daily.c.grain == grain, daily.c.day >= low, daily.c.day <= high)
+              for low, high in single]
+    if len(parts) == 1:
+        return parts[0].subquery("in_range")
+    return sa.union_all(*parts).subquery("in_range")
 
 
 async def _names(conn: AsyncConnection, dims: Sequence[str], rows: list[Any]

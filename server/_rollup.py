@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 
-from server._tables import CALL_SUMS, RETENTION_SUMS, STAGES, USAGE_SUMS
+from server._tables import BLOCK_SIZES, CALL_SUMS, RETENTION_SUMS, STAGES, USAGE_SUMS
 
 DAY_MS = 86_400_000
 
@@ -199,6 +200,24 @@ def retention_deltas(suggestions: Iterable[SuggestionRow]
             row[1] += event.chars
             row[2] += event.lines
     return sorted(sums.items())
+
+
+def block_deltas(deltas: Iterable[tuple[tuple[Any, ...], list[int]]]
+                 ) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """The ``usage_blocks`` (or, with a checkpoint in the key, ``retention_blocks``)
+    additions for these daily rollup deltas: the same sums per block of each size, sorted."""
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for key, values in deltas:
+        grain, day, rest = key[0], key[1], key[2:]
+        for size in BLOCK_SIZES:
+            block_key = (grain, size, day - day % size, *rest)
+            row = out.get(block_key)
+            if row is None:
+                out[block_key] = list(values)
+            else:
+                for i, value in enumerate(values):
+                    row[i] += value
+    return sorted(out.items())
 
 
 def deployed_from_event(event: SuggestionRow) -> DeployedRow:

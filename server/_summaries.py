@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from server._tables import (
+    BLOCK_KEY,
+    BLOCK_SIZES,
     PRESENCE_GRAINS,
     RETENTION_SUMS,
     SPAN_DAYS,
@@ -154,7 +156,8 @@ def presence_grain(dims: Sequence[str]) -> str:
 
 
 def rebuild_statements(backend: str) -> list[str]:
-    """SQL that fills the (empty) summary tables from ``usage_daily``/``retention_daily``."""
+    """SQL that fills the (empty) summary and block tables from ``usage_daily`` and
+    ``retention_daily``."""
     one = "CAST(1 AS BIGINT)" if backend == "postgresql" else "1"
     usage = ", ".join(USAGE_SUMS)
     retention = ", ".join(RETENTION_SUMS)
@@ -177,6 +180,15 @@ def rebuild_statements(backend: str) -> list[str]:
         "JOIN team_members m ON m.member_id = developer_id "
         "GROUP BY m.team_id, grain, day, tool, model, language, checkpoint_s",
     ]
+    for table, source, sums, extra in (
+            ("usage_blocks", "usage_daily", USAGE_SUMS, ""),
+            ("retention_blocks", "retention_daily", RETENTION_SUMS, ", checkpoint_s")):
+        for size in BLOCK_SIZES:
+            statements.append(
+                f"INSERT INTO {table} ({', '.join(BLOCK_KEY)}{extra}, {', '.join(sums)}) "
+                f"SELECT grain, {size}, (day / {size}) * {size}, developer_id, tool, model, "
+                f"language{extra}, {_sums(sums)} FROM {source} "
+                f"GROUP BY grain, day / {size}, developer_id, tool, model, language{extra}")
     for kind, table in (("usage", "usage_daily"), ("retention", "retention_daily")):
         for dims, grain in PRESENCE_GRAINS.items():
             kept = ", ".join(dim if dim in dims else "''" for dim in _DETAIL)

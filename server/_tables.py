@@ -224,6 +224,45 @@ retention_daily = sa.Table(
     sa.Index(None, "grain", "developer_id", "day"),
 )
 
+# --- the same rollups over blocks of days (migration 0003): fewer rows for long ranges ---
+#
+# ``usage_blocks`` and ``retention_blocks`` hold the daily rollups' sums, at the same grains
+# and keys, over aligned blocks of 8 days (``size``; ``first_day`` a multiple of it). A
+# report over a range not grouped by day reads the whole blocks inside it, then single days
+# at either edge from the daily rollups: 90 days in 13 to 20 rows per developer and group
+# instead of 90. Kept at ingest from the same deltas. (``covering`` takes several sizes,
+# largest first: 32 and 4 read fewer rows on average, 10 to 20, but ingest writes twice the
+# block rows: with them, ingest on PostgreSQL measured about 5% slower than without blocks.)
+
+BLOCK_SIZES = (8,)
+BLOCK_KEY = ("grain", "size", "first_day", "developer_id", "tool", "model", "language")
+
+
+def _block_key_columns() -> list[sa.Column[object]]:
+    return [sa.Column("grain", sa.String(12), primary_key=True),
+            sa.Column("size", sa.SmallInteger, primary_key=True),
+            sa.Column("first_day", sa.Integer, primary_key=True),
+            sa.Column("developer_id", sa.Integer, primary_key=True),
+            sa.Column("tool", sa.String(LABEL_LEN), primary_key=True),
+            sa.Column("model", sa.String(LABEL_LEN), primary_key=True),
+            sa.Column("language", sa.String(64), primary_key=True)]
+
+
+usage_blocks = sa.Table(
+    "usage_blocks", metadata,
+    *_block_key_columns(),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in USAGE_SUMS),
+)
+
+retention_blocks = sa.Table(
+    "retention_blocks", metadata,
+    *_block_key_columns(),
+    sa.Column("checkpoint_s", sa.Integer, primary_key=True),
+    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+      for name in RETENTION_SUMS),
+)
+
 # --- summaries across developers: maintained at ingest from the rollup deltas ---
 #
 # An admin's report over every developer would otherwise sum developers x days x

@@ -28,7 +28,8 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 DATA_TABLES = ("teams", "members", "team_members", "tokens", "budgets", "calls",
                "suggestion_events", "deployments", "deployed_lines", "usage_daily",
                "retention_daily", "usage_summary", "retention_summary",
-               "active_days", "active_daily", "active_spans")
+               "active_days", "active_daily", "active_spans", "usage_blocks",
+               "retention_blocks")
 
 async def migrate(url: str) -> None:
     engine = create_engine(database_url(url))

@@ -1,5 +1,6 @@
-"""Summaries across developers: kept at ingest, equal to a rebuild from the rollups, and
-reports read from them equal to reports read from the per-developer rollups (both backends).
+"""Summaries across developers and rollups over blocks of days: kept at ingest, equal to a
+rebuild from the rollups, and reports read from them equal to reports read from the
+per-developer daily rollups (both backends).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from server import _report_queries
 from server import _tables as t
 from server._access import SYSTEM, report_scope
 from server._db import downgrade, upgrade
+from server._report_queries import covering
 from server._reports import day_number
 from server._store import Store
 from server._summaries import rebuild_statements, span_masks
 from server._wire import EventBatch
 
 SUMMARY_TABLES = (t.usage_summary, t.retention_summary, t.active_days, t.active_daily,
-                  t.active_spans, t.team_usage_summary, t.team_retention_summary)
+                  t.active_spans, t.team_usage_summary, t.team_retention_summary,
+                  t.usage_blocks, t.retention_blocks)
 DEVELOPERS = ("alice", "bob", "carol", "lena")
 
 
@@ -172,3 +175,44 @@ def test_span_masks() -> None:
                if (head if span == first else tail if span == last else 0xFFFF_FFFF)
                >> (day % 32) & 1]
     assert covered == list(range(20_000, 20_090))
+
+
+BLOCK_SHAPES = [dims for n in (1, 2, 3)
+                for dims in itertools.permutations(("developer", "team", "tool", "model",
+                                                    "language"), n)
+                if "developer" in dims and list(dims[1:]) == sorted(dims[1:])]
+
+
+@pytest.mark.parametrize("days_back", [(69, 0), (63, 2), (40, 31), (33, 30), (5, 5)])
+async def test_reports_over_blocks_equal_reports_day_by_day(
+        store: Store, org: Org, monkeypatch: pytest.MonkeyPatch,
+        days_back: tuple[int, int]) -> None:
+    await ingest_spread(store)
+    today = datetime.now(UTC).date()
+    days = (day_number(today - timedelta(days=days_back[0])),
+            day_number(today - timedelta(days=days_back[1])))
+    scope = report_scope(SYSTEM)
+    await store.add_to_team(SYSTEM, "web", "bob")  # teams that overlap
+    for dims in BLOCK_SHAPES:
+        assert _report_queries.reads_blocks(dims, scope)
+        fast = await store.outcome_sums(dims, scope, days)
+        with monkeypatch.context() as patch:
+            patch.setattr(_report_queries, "reads_blocks", lambda *_: False)
+            slow = await store.outcome_sums(dims, scope, days)
+        assert fast == slow, dims
+        assert fast[1].developers == slow[1].developers > 0
+    assert not _report_queries.reads_blocks(("developer", "day"), scope)
+
+
+def test_blocks_and_days_cover_a_range_once() -> None:
+    for first in range(70):
+        for last in range(first, 140):
+            whole, single = covering(first, last)
+            covered = [day for size, low, high in whole
+                       for start in range(low, high + 1, size)
+                       for day in range(start, start + size)]
+            covered += [day for low, high in single for day in range(low, high + 1)]
+            assert sorted(covered) == list(range(first, last + 1))
+            assert all(low % size == 0 == high % size for size, low, high in whole)
+    assert covering(20_401, 20_489) == ([(8, 20_408, 20_480)],
+                                        [(20_401, 20_407), (20_488, 20_489)])
