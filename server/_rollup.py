@@ -16,6 +16,16 @@ import msgspec
 
 from server._tables import BLOCK_SIZES, CALL_SUMS, RETENTION_SUMS, STAGES, USAGE_SUMS
 
+
+def add_sums(out: dict[Any, list[int]], key: Any, values: list[int]) -> None:
+    """Add ``values`` column by column into ``out[key]`` (a copy of them if it is new)."""
+    row = out.get(key)
+    if row is None:
+        out[key] = list(values)
+    else:
+        for i, value in enumerate(values):
+            row[i] += value
+
 DAY_MS = 86_400_000
 
 #: (day, developer_id, tool, model, language); '' stands for unknown.
@@ -121,12 +131,7 @@ def _at_every_grain(detail: dict[DetailKey, list[int]]) -> list[tuple[UsageKey, 
     out: dict[UsageKey, list[int]] = {}
     for key, values in detail.items():
         for grain_key in grain_keys(*key):
-            row = out.get(grain_key)
-            if row is None:
-                out[grain_key] = list(values)
-            else:
-                for i, value in enumerate(values):
-                    row[i] += value
+            add_sums(out, grain_key, values)
     return sorted(out.items())
 
 
@@ -211,12 +216,7 @@ def block_deltas(deltas: Iterable[tuple[tuple[Any, ...], list[int]]]
         grain, day, rest = key[0], key[1], key[2:]
         for size in BLOCK_SIZES:
             block_key = (grain, size, day - day % size, *rest)
-            row = out.get(block_key)
-            if row is None:
-                out[block_key] = list(values)
-            else:
-                for i, value in enumerate(values):
-                    row[i] += value
+            add_sums(out, block_key, values)
     return sorted(out.items())
 
 

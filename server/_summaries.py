@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from server._rollup import add_sums
 from server._tables import (
     BLOCK_KEY,
     BLOCK_SIZES,
@@ -51,12 +52,7 @@ def summary_deltas(deltas: Sequence[tuple[tuple[Any, ...], list[int]]]
         if key[0] != "all":
             continue
         summary_key = (key[1], *key[3:])  # day, tool, model, language[, checkpoint_s]
-        row = out.get(summary_key)
-        if row is None:
-            out[summary_key] = list(values)
-        else:
-            for i, value in enumerate(values):
-                row[i] += value
+        add_sums(out, summary_key, values)
     return sorted(out.items())
 
 
@@ -70,12 +66,7 @@ def team_summary_deltas(deltas: Sequence[tuple[tuple[Any, ...], list[int]]],
     for key, values in deltas:
         for team_id in teams_of.get(key[2], ()):
             team_key = (team_id, key[0], key[1], *key[3:])
-            row = out.get(team_key)
-            if row is None:
-                out[team_key] = list(values)
-            else:
-                for i, value in enumerate(values):
-                    row[i] += value
+            add_sums(out, team_key, values)
     return sorted(out.items())
 
 
