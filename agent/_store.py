@@ -201,8 +201,10 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._conn.close()
-        if self._reader is not None:
-            self._reader.close()
+        async with self._reader_lock:  # not while a read's thread still uses it
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     async def __aenter__(self) -> Store:
         return self
@@ -499,7 +501,15 @@ class Store:
             if self._reader is None:
                 self._reader = await asyncio.to_thread(connect, self.path)
             reader = self._reader
-            return await asyncio.to_thread(fn, reader)
+            work = asyncio.ensure_future(asyncio.to_thread(fn, reader))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The thread goes on using the connection: hold the lock until it is done,
+                # or another read (or close) would use the connection beside it.
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await work
+                raise
 
 
 async def _device_id(conn: aiosqlite.Connection) -> str:

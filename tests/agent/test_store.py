@@ -314,3 +314,32 @@ async def test_a_burst_of_reservations_is_decided_in_order_as_one_at_a_time(
         other.execute("COMMIT")
         assert len(await asyncio.wait_for(waiting, 5)) == 3
     assert other.execute("SELECT COUNT(*) FROM reservations").fetchone()[0] == 8
+
+
+async def test_a_cancelled_read_keeps_the_connection_until_its_thread_is_done(
+        tmp_path: Path) -> None:
+    """A read whose awaiting task is cancelled (the checkpointer at close, a request that went
+    away) still runs in its thread: closing the store must wait for it, not close the
+    connection under it (that crashed the sidecar at shutdown)."""
+    import time
+
+    store = await Store.open(tmp_path / "m.db")
+    order: list[str] = []
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow(db: sqlite3.Connection) -> int:
+        loop.call_soon_threadsafe(started.set)
+        time.sleep(0.3)
+        value = int(db.execute("SELECT count(*) FROM calls").fetchone()[0])
+        order.append("read done")
+        return value
+
+    task = asyncio.create_task(store.read(slow))
+    await started.wait()
+    task.cancel()
+    await store.close()
+    order.append("closed")
+    assert order == ["read done", "closed"]
+    with pytest.raises(asyncio.CancelledError):
+        await task
