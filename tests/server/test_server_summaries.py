@@ -150,17 +150,26 @@ SHAPES = [*(dims for n in (1, 2, 3)
 async def test_reports_from_summaries_equal_reports_from_per_developer_rollups(
         store: Store, org: Org, monkeypatch: pytest.MonkeyPatch,
         days_back: tuple[int, int]) -> None:
+    await assert_fast_path_equals_day_by_day(store, monkeypatch, days_back, SHAPES,
+                                             "reads_summaries")
+
+
+async def assert_fast_path_equals_day_by_day(
+        store: Store, monkeypatch: pytest.MonkeyPatch, days_back: tuple[int, int],
+        shapes: list[tuple[str, ...]], switch: str) -> None:
+    """Every shape, read by the fast path ``_report_queries.<switch>`` chooses, gives the
+    same sums as with that path switched off (teams overlap, ranges as given)."""
     await ingest_spread(store)
     today = datetime.now(UTC).date()
     days = (day_number(today - timedelta(days=days_back[0])),
             day_number(today - timedelta(days=days_back[1])))
     scope = report_scope(SYSTEM)
     await store.add_to_team(SYSTEM, "web", "bob")  # teams that overlap
-    for dims in SHAPES:
-        assert _report_queries.reads_summaries(dims, scope)
+    for dims in shapes:
+        assert getattr(_report_queries, switch)(dims, scope)
         fast = await store.outcome_sums(dims, scope, days)
         with monkeypatch.context() as patch:
-            patch.setattr(_report_queries, "reads_summaries", lambda *_: False)
+            patch.setattr(_report_queries, switch, lambda *_: False)
             slow = await store.outcome_sums(dims, scope, days)
         assert fast == slow, dims
         assert fast[1].developers == slow[1].developers > 0
@@ -187,21 +196,9 @@ BLOCK_SHAPES = [dims for n in (1, 2, 3)
 async def test_reports_over_blocks_equal_reports_day_by_day(
         store: Store, org: Org, monkeypatch: pytest.MonkeyPatch,
         days_back: tuple[int, int]) -> None:
-    await ingest_spread(store)
-    today = datetime.now(UTC).date()
-    days = (day_number(today - timedelta(days=days_back[0])),
-            day_number(today - timedelta(days=days_back[1])))
-    scope = report_scope(SYSTEM)
-    await store.add_to_team(SYSTEM, "web", "bob")  # teams that overlap
-    for dims in BLOCK_SHAPES:
-        assert _report_queries.reads_blocks(dims, scope)
-        fast = await store.outcome_sums(dims, scope, days)
-        with monkeypatch.context() as patch:
-            patch.setattr(_report_queries, "reads_blocks", lambda *_: False)
-            slow = await store.outcome_sums(dims, scope, days)
-        assert fast == slow, dims
-        assert fast[1].developers == slow[1].developers > 0
-    assert not _report_queries.reads_blocks(("developer", "day"), scope)
+    await assert_fast_path_equals_day_by_day(store, monkeypatch, days_back, BLOCK_SHAPES,
+                                             "reads_blocks")
+    assert not _report_queries.reads_blocks(("developer", "day"), report_scope(SYSTEM))
 
 
 def test_blocks_and_days_cover_a_range_once() -> None:
