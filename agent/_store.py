@@ -35,6 +35,7 @@ from agent._budget import Usage, admits, from_ms
 from agent._errors import BudgetBlocked, StoreError
 from agent._events import Call, SuggestionEvent
 from agent._ids import new_id
+from agent._lease import Lease, Reservation, lease_size, lease_until
 from agent._schema import BUSY_TIMEOUT_MS, connect, migrate, pragma_statements
 from agent._status import (
     StatusReport,
@@ -76,20 +77,6 @@ class InsertResult:
 
     def __add__(self, other: InsertResult) -> InsertResult:
         return InsertResult(self.inserted + other.inserted, self.duplicates + other.duplicates)
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Budget held for a call in flight; settle it with the real call, or release it."""
-
-    id: str
-    cost_micro: int
-    tokens: int
-    statuses: tuple[BudgetStatus, ...] = ()
-
-    @property
-    def warnings(self) -> list[BudgetStatus]:
-        return [s for s in self.statuses if s.state == "warn"]
 
 
 def _ms(call: Call | SuggestionEvent) -> int:
@@ -149,6 +136,10 @@ class Store:
         self._busy_timeout_ms = busy_timeout_ms
         #: Reservations asked for in this turn of the loop and the next, decided together.
         self._wanted: list[_Wanted] = []
+        #: The budget lease this process hands pieces of (``reserve(lease=True)``), and the
+        #: grant of the next one while it is being decided.
+        self._lease: Lease | None = None
+        self._granting: asyncio.Future[None] | None = None
         #: A batch is running in the writer's thread: the connection is not ours to use.
         self._writing = False
         self._writer = asyncio.create_task(self._write_loop(), name="meterline-store-writer")
@@ -194,6 +185,10 @@ class Store:
         """Finish every queued write, then close."""
         if self._closed:
             return
+        if self._lease is not None:  # its unused room stops holding budget now
+            with contextlib.suppress(StoreError, sqlite3.Error):
+                await self._submit(functools.partial(_return_lease, lease=self._lease))
+            self._lease = None
         self._closed = True
         await self._queue.join()
         for task in (self._writer, self._checkpointer):
@@ -400,7 +395,7 @@ class Store:
     # -- budget reservations ---------------------------------------------------------------
 
     async def reserve(self, budgets: Sequence[Budget], *, cost_micro: int, tokens: int,
-                      ttl_ms: int = RESERVATION_TTL_MS) -> Reservation:
+                      ttl_ms: int = RESERVATION_TTL_MS, lease: bool = False) -> Reservation:
         """Hold an estimate against every enforced budget before a call starts.
 
         Raises BudgetBlocked when settled use plus what calls in flight hold has reached an
@@ -412,11 +407,25 @@ class Store:
         before it hold: the answers one transaction each would give, for one reading of the
         budget windows (which are summed from the rollups: 40 µs for a day budget, 115 µs
         for four budgets over 100k calls a month, small enough for the loop's thread).
+
+        ``lease``: take the reservation from this process's budget lease (see
+        ``agent._lease``), granting a new lease when it has no room: most calls then
+        reserve in memory, without a commit of their own.
         """
         if self._closed:
             raise StoreError("the store is closed")
+        if lease:
+            while True:
+                if self._lease is not None:
+                    piece = self._lease.take(budgets, cost_micro, tokens, now_ms())
+                    if piece is not None:
+                        return piece
+                if self._granting is None:
+                    break
+                await asyncio.shield(self._granting)  # the lease being granted may have room
         loop = asyncio.get_running_loop()
-        wanted = _Wanted(tuple(budgets), cost_micro, tokens, ttl_ms, loop.create_future())
+        wanted = _Wanted(tuple(budgets), cost_micro, tokens, ttl_ms, loop.create_future(),
+                         lease)
         self._wanted.append(wanted)
         if len(self._wanted) == 1:
             # Two turns of the loop: requests whose bytes arrived in the one between (a
@@ -431,11 +440,32 @@ class Store:
 
     def _reserve_wanted(self) -> None:
         batch, self._wanted = self._wanted, []
-        op = functools.partial(_reserve_all, batch=batch)
+        frozen: Lease | None = None
+        granting: asyncio.Future[None] | None = None
+        if any(wanted.lease for wanted in batch):
+            # The lease in hand is replaced: its unused room is given back in the same
+            # transaction; only one grant is decided at a time.
+            frozen, self._lease = self._lease, None
+            granting = self._granting = asyncio.get_running_loop().create_future()
+        op = functools.partial(_reserve_all, batch=batch, frozen=frozen)
 
-        def answer(results: list[Reservation | BudgetBlocked] | BaseException) -> None:
-            for wanted, result in zip(batch, results if isinstance(results, list)
-                                      else [results] * len(batch), strict=True):
+        def answer(results: _Answer | BaseException) -> None:
+            outcomes: list[Reservation | BaseException]
+            if isinstance(results, Lease):
+                self._lease = results
+                outcomes = [results.take(wanted.budgets, wanted.cost_micro, wanted.tokens, 0)
+                            or StoreError("the lease has no room for its own calls")
+                            for wanted in batch]
+            elif isinstance(results, list):
+                outcomes = list(results)
+            else:
+                if frozen is not None:
+                    self._lease = self._lease or frozen  # its room was not given back
+                outcomes = [results] * len(batch)
+            if granting is not None:
+                self._granting = None
+                granting.set_result(None)
+            for wanted, result in zip(batch, outcomes, strict=True):
                 if wanted.future.done():
                     continue
                 if isinstance(result, BaseException) and not isinstance(result, BudgetBlocked):
@@ -465,18 +495,31 @@ class Store:
 
     async def settle(self, reservation: Reservation | None, calls: Sequence[Call]
                      ) -> InsertResult:
-        """Replace a reservation by the real call(s), in one transaction."""
+        """Replace a reservation by the real call(s), in one transaction (a piece of a
+        lease is taken off the lease's row)."""
         rows = [_call_row(call, self.device_id) for call in calls]
 
         def op(db: sqlite3.Connection) -> InsertResult:
-            if reservation is not None:
+            if reservation is not None and reservation.lease:
+                db.execute("UPDATE reservations SET cost_micro_usd = cost_micro_usd - ?, "
+                           "tokens = tokens - ? WHERE id = ?",
+                           (reservation.cost_micro, reservation.tokens, reservation.id))
+            elif reservation is not None:
                 db.execute("DELETE FROM reservations WHERE id = ?", (reservation.id,))
             return _insert(db, _CALL_INSERT, rows)
 
-        return await self._submit(op, small=True)  # type: ignore[no-any-return]
+        result: InsertResult = await self._submit(op, small=True)
+        if reservation is not None and reservation.lease and self._lease is not None:
+            self._lease.note_settled(reservation, Usage(
+                sum(call.cost_micro_usd or 0 for call in calls),
+                sum(call.total_tokens for call in calls), len(calls),
+                sum(call.cost_micro_usd is None for call in calls)))
+        return result
 
     async def release(self, reservation: Reservation) -> None:
         """Give back a reservation whose call never happened."""
+        if reservation.lease and self._lease is not None and self._lease.give_back(reservation):
+            return  # back in the lease's room: its row already holds it
         await self.settle(reservation, [])
 
     # -- reading ---------------------------------------------------------------------------
@@ -550,16 +593,47 @@ class _Wanted:
     tokens: int
     ttl_ms: int
     future: asyncio.Future[Reservation | BudgetBlocked]
+    lease: bool = False
 
 
-def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted]
-                 ) -> list[Reservation | BudgetBlocked]:
+_Answer = list[Reservation | BudgetBlocked] | Lease
+
+
+def _return_lease(db: sqlite3.Connection, lease: Lease) -> None:
+    """Give back the room of a lease that no piece will be taken from any more."""
+    unheld = lease.unheld()
+    db.execute("UPDATE reservations SET cost_micro_usd = cost_micro_usd - ?, "
+               "tokens = tokens - ? WHERE id = ?", (unheld.cost_micro, unheld.tokens, lease.id))
+    db.execute("DELETE FROM reservations WHERE id = ? AND cost_micro_usd <= 0 AND tokens <= 0",
+               (lease.id,))
+
+
+def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted], frozen: Lease | None
+                 ) -> _Answer:
     """Decide reservations in order, in the caller's transaction: each admitted one holds
-    its estimate against the ones after it, exactly as if each had its own transaction."""
+    its estimate against the ones after it, exactly as if each had its own transaction.
+
+    When every caller wants a lease for the same budgets and there is room enough, one
+    lease row is written instead and returned (its pieces are handed out by the caller);
+    ``frozen``, the lease it replaces, gives back the room it did not hand out."""
     at = now_ms()
     db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
+    if frozen is not None:
+        _return_lease(db, frozen)
     held = q.reserved(db, at)
     statuses_for: dict[tuple[Budget, ...], list[BudgetStatus]] = {}
+    budgets = batch[0].budgets
+    if all(wanted.lease and wanted.budgets == budgets for wanted in batch):
+        granted = statuses_for[budgets] = run_plan(plan_statuses(list(budgets), at), db)
+        size = lease_size(granted, held, [Usage(w.cost_micro, w.tokens) for w in batch])
+        if size is not None:
+            until = lease_until(granted, at)
+            lease = Lease(new_id(), budgets, tuple(granted), until, size.cost_micro,
+                          size.tokens)
+            db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
+                       (lease.id, size.cost_micro, size.tokens, at,
+                        until + max(wanted.ttl_ms for wanted in batch)))
+            return lease
     results: list[Reservation | BudgetBlocked] = []
     for wanted in batch:
         statuses = statuses_for.get(wanted.budgets)

@@ -392,7 +392,7 @@ class Exchange:
         cost = price_call(estimate, self.proxy.options.prices) or 0
         try:
             self.reservation = await self.proxy.store.reserve(
-                budgets, cost_micro=cost, tokens=estimate.total_tokens)
+                budgets, cost_micro=cost, tokens=estimate.total_tokens, lease=True)
         except BudgetBlocked as blocked:
             await self._record("blocked", None, meter_for(self.api, streaming=False), None)
             body = error_body(self.provider, "budget", str(blocked))

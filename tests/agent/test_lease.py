@@ -1,0 +1,163 @@
+"""Budget leases (``Store.reserve(lease=True)``) on real SQLite files: one row for many calls,
+what other processes see of it, and the same refusals as one reservation per call."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent import BudgetBlocked, Call, Store
+from agent import _lease as lease_module
+from agent._budget import Budget
+from agent._queries import usage_between
+
+
+def enforced(limit_usd: float, **more: object) -> list[Budget]:
+    return [Budget("daily", "day", limit_usd=limit_usd, mode="enforce", timezone="UTC",
+                   **more)]  # type: ignore[arg-type]
+
+
+def spent(cost_micro: int, tokens: int = 10) -> Call:
+    return Call(tool="test", provider="anthropic", model="claude-sonnet-4-5",
+                input_tokens=tokens, output_tokens=0, cost_micro_usd=cost_micro,
+                ts=datetime.now(UTC))
+
+
+def rows(path: Path) -> list[tuple[int, int]]:
+    with sqlite3.connect(path) as db:
+        return [(int(c), int(t)) for c, t in db.execute(
+            "SELECT cost_micro_usd, tokens FROM reservations ORDER BY created_ms")]
+
+
+async def test_many_calls_share_one_row_and_each_settle_takes_its_piece_off(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    budgets = enforced(100.0)  # far from the limit: a lease of 32 calls' estimates
+    async with await Store.open(path) as store:
+        pieces = [await store.reserve(budgets, cost_micro=1_000, tokens=50, lease=True)
+                  for _ in range(10)]
+        assert {p.id for p in pieces} == {pieces[0].id}
+        assert all(p.lease for p in pieces)
+        assert rows(path) == [(32_000, 1_600)]  # the lease: written once
+        for piece in pieces[:4]:
+            await store.settle(piece, [spent(900)])
+        assert rows(path) == [(28_000, 1_400)]
+        await store.release(pieces[4])  # never called: back into the lease, no write
+        assert rows(path) == [(28_000, 1_400)]
+        for piece in pieces[5:]:
+            await store.settle(piece, [spent(900)])
+    assert rows(path) == []  # closing gives the room that was not handed out back
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*), SUM(cost_micro_usd) FROM calls").fetchone() == (
+            9, 8_100)
+
+
+async def test_near_the_limit_each_call_is_decided_alone(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    budgets = enforced(0.01)  # $0.01 = 10,000 micro
+    async with await Store.open(path) as store:
+        first = await store.reserve(budgets, cost_micro=3_000, tokens=0, lease=True)
+        assert not first.lease  # 4 x 3,000 is more than the room: a row of its own
+        second = await store.reserve(budgets, cost_micro=3_000, tokens=0, lease=True)
+        assert rows(path) == [(3_000, 0), (3_000, 0)]
+        await store.settle(first, [spent(6_000)])
+        await store.settle(second, [spent(3_000)])
+        # 9,000 used and nothing held: one more is admitted, as with the per-call rule ...
+        third = await store.reserve(budgets, cost_micro=3_000, tokens=0, lease=True)
+        await store.settle(third, [spent(3_000)])
+        with pytest.raises(BudgetBlocked) as refused:  # ... and then none
+            await store.reserve(budgets, cost_micro=3_000, tokens=0, lease=True)
+    assert refused.value.budget == "daily"
+
+
+async def test_a_call_dearer_than_its_estimate_shrinks_the_lease(tmp_path: Path) -> None:
+    budgets = enforced(1.0)
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        piece = await store.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+        assert piece.lease
+        # The estimate was far too low: the call used up the whole budget.
+        await store.settle(piece, [spent(1_200_000)])
+        with pytest.raises(BudgetBlocked):
+            await store.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+        # The replaced lease gave all its room back: it holds nothing now.
+        assert sum(cost for cost, _ in rows(path)) == 0
+
+
+async def test_another_process_sees_the_lease_as_held(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    budgets = enforced(0.2)  # 200,000 micro
+    async with await Store.open(path) as proxy, await Store.open(path) as sidecar:
+        piece = await proxy.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+        assert rows(path) == [(32_000, 0)]
+        # The sidecar's estimate fits beside the lease, not inside it.
+        other = await sidecar.reserve(budgets, cost_micro=150_000, tokens=0)
+        await sidecar.settle(other, [spent(168_000)])  # 168,000 + 32,000 held = the limit
+        with pytest.raises(BudgetBlocked) as refused:
+            await sidecar.reserve(budgets, cost_micro=1, tokens=0)
+        assert refused.value.details["inFlightCalls"] == 1
+        await proxy.settle(piece, [spent(1_000)])
+
+
+async def test_a_new_lease_for_new_budgets_gives_the_old_room_back(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    async with await Store.open(path) as store:
+        old = await store.reserve(enforced(100.0), cost_micro=1_000, tokens=0, lease=True)
+        edited = enforced(50.0)  # config.toml changed: the old lease is not used again
+        new = await store.reserve(edited, cost_micro=1_000, tokens=0, lease=True)
+        assert new.id != old.id
+        assert sorted(rows(path)) == [(1_000, 0), (32_000, 0)]  # old: only its piece
+        await store.settle(old, [spent(1_000)])
+        assert sorted(rows(path)) == [(0, 0), (32_000, 0)]  # the old one holds nothing
+        await store.settle(new, [spent(1_000)])
+
+
+async def test_a_lease_is_not_used_after_its_life(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lease_module, "LEASE_LIFE_MS", 50)
+    budgets = enforced(100.0)
+    async with await Store.open(tmp_path / "s.db") as store:
+        first = await store.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+        await asyncio.sleep(0.08)
+        second = await store.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+        assert second.id != first.id
+
+
+async def test_warnings_count_what_was_settled_under_the_lease(tmp_path: Path) -> None:
+    budgets = enforced(1.0, warn_at=0.5)
+    async with await Store.open(tmp_path / "s.db") as store:
+        piece = await store.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+        assert piece.lease
+        assert not piece.warnings
+        await store.settle(piece, [spent(600_000)])  # estimate low: the lease shrinks too
+        after = await store.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+        assert [w.name for w in after.warnings] == ["daily"]
+        assert after.warnings[0].used.cost_micro == 600_000
+
+
+async def test_concurrent_callers_with_leases_stay_within_the_per_call_rule(
+        tmp_path: Path) -> None:
+    budgets = enforced(1.0)
+    estimate, actual = 10_000, 9_000
+    async with await Store.open(tmp_path / "s.db") as store:
+        async def caller() -> bool:
+            try:
+                piece = await store.reserve(budgets, cost_micro=estimate, tokens=0, lease=True)
+            except BudgetBlocked:
+                return False
+            await asyncio.sleep(random.uniform(0, 0.005))
+            await store.settle(piece, [spent(actual)])
+            return True
+
+        admitted = 0
+        for _ in range(8):  # bursts until the budget is gone
+            admitted += sum(await asyncio.gather(*(caller() for _ in range(40))))
+        used = await store.read(lambda db: usage_between(db, 0, 2**62))
+    assert used.cost_micro == admitted * actual
+    assert 1_000_000 - actual <= used.cost_micro < 1_000_000 + estimate
+    assert rows(tmp_path / "s.db") == []
