@@ -49,7 +49,10 @@ from server._summaries import (
 from server._txn import StoreBase
 from server._wire import CallEvent, DeploymentResult, EventBatch, IngestResult, stage_of
 
-_DEPLOY_LOCK = 0x6D6C_6470  # "mldp": serialises deployment matching across processes
+#: PostgreSQL advisory lock that orders deployment matching across processes: a CI report
+#: of deployments takes it exclusively, an ingest of committed events shared (see
+#: ``_lock_deployments``).
+_DEPLOY_LOCK = 0x6D6C_6470  # "mldp"
 _SQLITE_MAX_VARIABLES = 32_000
 
 
@@ -122,7 +125,7 @@ class IngestOps(StoreBase):
                     if row.type == "deployed"]
         committed = [row for row in new_suggestions if row.type == "committed" and row.commit_sha]
         if committed:
-            await self._lock_deployments(conn)
+            await self._lock_deployments(conn, shared=True)
             deployed += await self._match_known_deployments(conn, developer_id, committed)
         counted = await self._count_deployed(conn, deployed)
         await self._add_to_rollups(conn, usage_deltas(new_calls, new_suggestions, counted),
@@ -159,11 +162,19 @@ class IngestOps(StoreBase):
                                 suggestions=len(counted),
                                 lines=sum(row.lines for row in counted))
 
-    async def _lock_deployments(self, conn: AsyncConnection) -> None:
-        """Deployment matching runs one transaction at a time (SQLite: it already does)."""
+    async def _lock_deployments(self, conn: AsyncConnection, *, shared: bool = False
+                                ) -> None:
+        """Order deployment matching (SQLite: its one writer at a time already does).
+
+        A deployment report and an ingest of committed events each look for the other's
+        rows: run at once, neither would see the other's uncommitted rows and the deployed
+        lines would never be counted. So a deployment report takes the lock exclusively and
+        an ingest of committed events ``shared``: ingests never wait for each other here
+        (their deployed lines are counted once by ``deployed_lines``' key), only for a
+        deployment report, and it for them."""
         if self.is_postgres:
-            await (await _driver(conn)).execute("SELECT pg_advisory_xact_lock($1)",
-                                                _DEPLOY_LOCK)
+            function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+            await (await _driver(conn)).execute(f"SELECT {function}($1)", _DEPLOY_LOCK)
 
     async def _match_known_deployments(self, conn: AsyncConnection, developer_id: int,
                                        committed: list[SuggestionRow]) -> list[DeployedRow]:

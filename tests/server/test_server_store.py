@@ -16,6 +16,7 @@ from server_factory import (
     Org,
     call,
     expected_totals,
+    make_org,
     now_iso,
     random_events,
     suggestion,
@@ -245,6 +246,41 @@ async def test_deployments_racing_commits_count_each_suggestion_once(store: Stor
     await asyncio.gather(*jobs)
     assert await deployed_lines(store) == 40
     assert await count(store, t.deployed_lines) == 40
+
+
+async def test_ingests_of_commits_do_not_wait_for_each_other_only_for_deployments(
+        pg_test_url: str) -> None:
+    """PostgreSQL (SQLite has one writer at a time): the deployment-matching lock is shared
+    among ingests and exclusive for CI's reports. With it held as an ingest holds it,
+    another ingest goes through at once, and a deployment report waits until that
+    transaction ends."""
+    import asyncpg
+
+    from server._ingest import _DEPLOY_LOCK
+
+    db_url = pg_test_url
+    store = Store(create_engine(database_url(db_url)))
+    await make_org(store)
+    alice = await member_id(store, "alice")
+    holder = await asyncpg.connect("postgresql://" + db_url.split("://", 1)[1])
+    try:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute("SELECT pg_advisory_xact_lock_shared($1)", _DEPLOY_LOCK)
+        ingest = store.ingest(alice, as_batch(suggestion("committed", "s1", lines=3,
+                                                         commit="abc1234")))
+        assert (await asyncio.wait_for(ingest, 10)).inserted == 1
+        report = asyncio.ensure_future(store.record_deployment(
+            environment="prod", commits=["abc1234"], ts_ms=1_800_000_000_000, team_id=None,
+            token_id=None))
+        await asyncio.sleep(0.5)
+        assert not report.done()  # waits for the ingest that holds the lock
+        await transaction.commit()
+        await asyncio.wait_for(report, 10)
+        assert await deployed_lines(store) == 3
+    finally:
+        await holder.close()
+        await store.close()
 
 
 # ---------------------------------------------------------------------- auth and admin
