@@ -11,13 +11,20 @@ VALUES.
 Deployments: CI reports commits (``POST /deployments``); the committed lines of those commits
 count as deployed. A commit may also arrive after its deployment (the developer's machine
 synced late): ingest then matches it against the deployments already known. Both paths
-insert into ``deployed_lines`` (one row per suggestion, commit and environment) under one
-advisory lock, so each deployed suggestion counts exactly once.
+insert into ``deployed_lines`` (one row per suggestion, commit and environment), ordered by
+one advisory lock (exclusive for a deployment report, shared among ingests), so each
+deployed suggestion counts exactly once.
+
+Contention: every batch of a developer adds to the same rollup rows, and every batch of a
+team to the same summaries. On PostgreSQL those upserts are one statement at the end of the
+transaction (``_add_to_rollups``), so their row locks are held only from there to the
+commit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -216,35 +223,52 @@ class IngestOps(StoreBase):
     async def _add_to_rollups(self, conn: AsyncConnection,
                               usage: list[tuple[tuple[Any, ...], list[int]]],
                               retention: list[tuple[tuple[Any, ...], list[int]]]) -> None:
-        """The rollup deltas into the rollups, and into the summaries across developers."""
-        await self._upsert(conn, t.usage_daily, t.ROLLUP_KEY, t.USAGE_SUMS, usage)
-        await self._upsert(conn, t.retention_daily, t.RETENTION_KEY, t.RETENTION_SUMS,
-                           retention)
-        await self._upsert(conn, t.usage_blocks, t.BLOCK_KEY, t.USAGE_SUMS,
-                           block_deltas(usage))
-        await self._upsert(conn, t.retention_blocks, (*t.BLOCK_KEY, "checkpoint_s"),
-                           t.RETENTION_SUMS, block_deltas(retention))
-        await self._upsert(conn, t.usage_summary, t.DETAIL_KEY, t.USAGE_SUMS,
-                           summary_deltas(usage))
-        await self._upsert(conn, t.retention_summary, (*t.DETAIL_KEY, "checkpoint_s"),
-                           t.RETENTION_SUMS, summary_deltas(retention))
+        """The rollup deltas into the rollups, and into the summaries across developers.
+
+        Those rows are shared by every batch of a developer (and the summaries by every
+        batch of the team): their row locks are the point where concurrent ingests queue.
+        So everything else comes first (the developers' teams, the new ``active_days``
+        rows) and, on PostgreSQL, all the upserts go as one statement: the locks are held
+        from that statement to the commit, not across a dozen round trips and whatever the
+        process's event loop runs between them."""
         developers = developers_in(usage, retention)
         teams_of = await self._teams_of(conn, developers) if developers else {}
-        if teams_of:
-            await self._upsert(conn, t.team_usage_summary, ("team_id", "grain", *t.DETAIL_KEY),
-                               t.USAGE_SUMS, team_summary_deltas(usage, teams_of))
-            await self._upsert(conn, t.team_retention_summary,
-                               ("team_id", "grain", *t.DETAIL_KEY, "checkpoint_s"),
-                               t.RETENTION_SUMS, team_summary_deltas(retention, teams_of))
         candidates = sorted(presence("usage", usage) + presence("retention", retention))
-        if not candidates:
-            return
         new = await self._insert(conn, t.active_days, candidates,
-                                 returning=", ".join(t.PRESENCE_KEY))
+                                 returning=", ".join(t.PRESENCE_KEY)) if candidates else []
         daily, spans = activity_deltas(new)
-        await self._upsert(conn, t.active_daily, t.ACTIVE_DAILY_KEY, ("developers",), daily)
-        await self._upsert(conn, t.active_spans, t.ACTIVE_SPANS_KEY, ("days",), spans,
-                           combine="|")
+        upserts = [
+            _Upsert(t.usage_daily, t.ROLLUP_KEY, t.USAGE_SUMS, usage),
+            _Upsert(t.retention_daily, t.RETENTION_KEY, t.RETENTION_SUMS, retention),
+            _Upsert(t.usage_blocks, t.BLOCK_KEY, t.USAGE_SUMS, block_deltas(usage)),
+            _Upsert(t.retention_blocks, (*t.BLOCK_KEY, "checkpoint_s"), t.RETENTION_SUMS,
+                    block_deltas(retention)),
+            _Upsert(t.usage_summary, t.DETAIL_KEY, t.USAGE_SUMS, summary_deltas(usage)),
+            _Upsert(t.retention_summary, (*t.DETAIL_KEY, "checkpoint_s"), t.RETENTION_SUMS,
+                    summary_deltas(retention)),
+            _Upsert(t.team_usage_summary, ("team_id", "grain", *t.DETAIL_KEY), t.USAGE_SUMS,
+                    team_summary_deltas(usage, teams_of)),
+            _Upsert(t.team_retention_summary,
+                    ("team_id", "grain", *t.DETAIL_KEY, "checkpoint_s"), t.RETENTION_SUMS,
+                    team_summary_deltas(retention, teams_of)),
+            _Upsert(t.active_daily, t.ACTIVE_DAILY_KEY, ("developers",), daily),
+            _Upsert(t.active_spans, t.ACTIVE_SPANS_KEY, ("days",), spans, combine="|"),
+        ]
+        upserts = [upsert for upsert in upserts if upsert.deltas]
+        if not self.is_postgres:
+            for upsert in upserts:
+                await self._insert(conn, upsert.table, upsert.rows(),
+                                   on_conflict=upsert.on_conflict())
+            return
+        # One statement of data-modifying CTEs, each table's rows one array parameter of
+        # the table's row type; every batch's statement lists the tables in the same order
+        # and each table's rows sorted, so concurrent ones lock rows in the same order.
+        parts = [f"u{i} AS (INSERT INTO {upsert.table.name} SELECT (r).* FROM "
+                 f"unnest(${i + 1}::{upsert.table.name}[]) r {upsert.on_conflict()})"
+                 for i, upsert in enumerate(upserts)]
+        if parts:
+            await (await _driver(conn)).execute(
+                f"WITH {', '.join(parts)} SELECT 1", *(upsert.rows() for upsert in upserts))
 
     async def _teams_of(self, conn: AsyncConnection, developers: list[int]
                         ) -> dict[int, list[int]]:
@@ -265,17 +289,6 @@ class IngestOps(StoreBase):
         for member_id, team_id in rows:
             teams_of.setdefault(member_id, []).append(team_id)
         return teams_of
-
-    async def _upsert(self, conn: AsyncConnection, table: sa.Table, key: Sequence[str],
-                      sums: Sequence[str], deltas: list[tuple[tuple[Any, ...], list[int]]],
-                      combine: str = "+") -> None:
-        """Add ``deltas`` (key, values; sorted by key) to ``table``'s rows."""
-        if not deltas:
-            return
-        additions = ", ".join(f"{name} = {table.name}.{name} {combine} excluded.{name}"
-                              for name in sums)
-        await self._insert(conn, table, [(*k, *v) for k, v in deltas],
-                           on_conflict=f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {additions}")
 
     async def _fresh_ids(self, conn: AsyncConnection, table: sa.Table,
                          rows: Sequence[CallRow | SuggestionRow]) -> set[Any]:
@@ -316,6 +329,26 @@ class IngestOps(StoreBase):
             if returning:
                 out.extend(tuple(record) for record in result.fetchall())
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Upsert:
+    """Deltas (key, values; sorted by key) to add to ``table``'s rows."""
+
+    table: sa.Table
+    key: Sequence[str]
+    sums: Sequence[str]
+    deltas: list[tuple[tuple[Any, ...], list[int]]]
+    #: How a delta joins the stored value: ``+`` (sums) or ``|`` (day bits).
+    combine: str = "+"
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        return [(*key, *values) for key, values in self.deltas]
+
+    def on_conflict(self) -> str:
+        additions = ", ".join(f"{name} = {self.table.name}.{name} {self.combine} "
+                              f"excluded.{name}" for name in self.sums)
+        return f"ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {additions}"
 
 
 def _by_id(row: CallRow | SuggestionRow) -> str | int:
