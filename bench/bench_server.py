@@ -343,7 +343,10 @@ def fill_sql(backend: str, calls: int, suggestions: int, first_day: int, dev_bas
     additions = ", ".join(f"{c} = usage_daily.{c} + excluded.{c}"
                           for c in stage_columns.split(", "))
     for grain, kept in (("developer", ()), ("model", ("model",)), ("tool", ("tool",)),
-                        ("language", ("language",)), ("all", ("tool", "model", "language"))):
+                        ("language", ("language",)), ("tool+model", ("tool", "model")),
+                        ("tool+lang", ("tool", "language")),
+                        ("model+lang", ("model", "language")),
+                        ("all", ("tool", "model", "language"))):
         # The same sums ingest keeps: each grain keeps its dimensions, '' for the others.
         keys = ", ".join(f"coalesce({d}, '')" if d in kept else "''"
                          for d in ("tool", "model", "language"))

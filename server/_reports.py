@@ -154,7 +154,14 @@ def grain_for(dims: Sequence[str]) -> str:
     detail = [dim for dim in dims if dim in ("model", "tool", "language")]
     if not detail:
         return "developer"  # day, developer and team need nothing finer
-    return detail[0] if len(detail) == 1 else "all"
+    if len(detail) == 1:
+        return detail[0]
+    return _PAIR_GRAINS.get(frozenset(detail), "all")
+
+
+_PAIR_GRAINS = {frozenset(("tool", "model")): "tool+model",
+                frozenset(("tool", "language")): "tool+lang",
+                frozenset(("model", "language")): "model+lang"}
 
 
 def day_range(start: date | None, end: date | None, today: date) -> tuple[int, int]:

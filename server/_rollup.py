@@ -124,6 +124,9 @@ def grain_keys(day: int, developer_id: int, tool: str, model: str, language: str
             ("model", day, developer_id, "", model, ""),
             ("tool", day, developer_id, tool, "", ""),
             ("language", day, developer_id, "", "", language),
+            ("tool+model", day, developer_id, tool, model, ""),
+            ("tool+lang", day, developer_id, tool, "", language),
+            ("model+lang", day, developer_id, "", model, language),
             ("all", day, developer_id, tool, model, language))
 
 

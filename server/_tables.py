@@ -182,10 +182,12 @@ deployed_lines = sa.Table(
 # --- daily rollups: maintained at ingest, in the same transaction, for new rows only ---
 #
 # Each day's sums are kept at several grains (grouping sets), so that a report reads the
-# fewest rows: per developer only; per developer and one of model, tool or language; or per
+# fewest rows: per developer only; per developer and one of model, tool or language; per
+# developer and two of them (migration 0004: "tool+model", "tool+lang", "model+lang"); or per
 # developer, tool, model and language ("all"). Columns a grain leaves out hold ''.
 
-GRAINS = ("developer", "model", "tool", "language", "all")
+GRAINS = ("developer", "model", "tool", "language", "tool+model", "tool+lang", "model+lang",
+          "all")
 ROLLUP_KEY = ("grain", "day", "developer_id", "tool", "model", "language")
 CALL_SUMS = ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
              "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",

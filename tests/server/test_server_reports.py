@@ -157,7 +157,10 @@ def test_each_grouping_reads_the_coarsest_grain_that_answers_it() -> None:
     assert grain_for(["team", "developer", "day"]) == "developer"
     assert grain_for(["model"]) == "model"
     assert grain_for(["team", "language"]) == "language"
-    assert grain_for(["tool", "model"]) == "all"
+    assert grain_for(["tool", "model"]) == "tool+model"
+    assert grain_for(["language", "developer", "model"]) == "model+lang"
+    assert grain_for(["tool", "language", "day"]) == "tool+lang"
+    assert grain_for(["tool", "model", "language"]) == "all"
 
 
 def test_group_by_parsing() -> None:

@@ -111,6 +111,9 @@ def test_deployed_lines_count_through_their_own_rows() -> None:
     deltas = dict(usage_deltas((), (), [done]))
     assert set(deltas) == {("developer", 105, 7, "", "", ""), ("model", 105, 7, "", "model", ""),
                            ("tool", 105, 7, "tool", "", ""), ("language", 105, 7, "", "", ""),
+                           ("tool+model", 105, 7, "tool", "model", ""),
+                           ("tool+lang", 105, 7, "tool", "", ""),
+                           ("model+lang", 105, 7, "", "model", ""),
                            ("all", 105, 7, "tool", "model", "")}
     values = deltas[("all", 105, 7, "tool", "model", "")]
     at = USAGE_SUMS.index("deployed_events")

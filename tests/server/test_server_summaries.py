@@ -141,6 +141,28 @@ async def test_the_migration_fills_the_summaries_from_existing_rollups(
     assert await snapshot(store) == kept
 
 
+
+async def test_the_migration_fills_the_pair_grains_from_existing_rollups(
+        store: Store, org: Org) -> None:
+    await ingest_spread(store, seed=5)
+    tables = (t.usage_daily, t.retention_daily, *SUMMARY_TABLES)
+
+    async def everything() -> dict[str, list[tuple[Any, ...]]]:
+        async with store.read() as conn:
+            return {table.name: sorted(tuple(row) for row in await conn.execute(
+                sa.select(table))) for table in tables}
+
+    kept = await everything()
+    pairs = {"tool+model", "tool+lang", "model+lang"}
+    assert all(pairs <= {row[0] for row in kept[table.name]} for table in (
+        t.usage_daily, t.retention_daily, t.usage_blocks, t.retention_blocks))
+    await downgrade(store.engine, "0003")
+    assert not any(row[0] in pairs for rows in (await everything()).values() for row in rows
+                   if isinstance(row[0], str))
+    await upgrade(store.engine)
+    assert await everything() == kept
+
+
 SHAPES = [*(dims for n in (1, 2, 3)
             for dims in itertools.combinations(("team", "day", "tool", "model", "language"), n)),
           ("language", "team"), ("day", "model", "team"), ("model", "day")]
@@ -213,3 +235,34 @@ def test_blocks_and_days_cover_a_range_once() -> None:
             assert all(low % size == 0 == high % size for size, low, high in whole)
     assert covering(20_401, 20_489) == ([(8, 20_408, 20_480)],
                                         [(20_401, 20_407), (20_488, 20_489)])
+
+
+PAIR_SHAPES = [(*extra, *pair) for pair in itertools.combinations(("tool", "model",
+                                                                   "language"), 2)
+               for extra in ((), ("developer",), ("team",), ("day",), ("developer", "day"))]
+
+
+async def test_reports_by_two_of_tool_model_language_read_their_pair_grain(
+        store: Store, org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rollups, blocks and team summaries at the pair grains give the same sums as at the
+    finest grain, for an admin (blocks, summaries), a team and one developer (daily rows)."""
+    await ingest_spread(store, seed=6)
+    await store.add_to_team(SYSTEM, "web", "bob")
+    today = datetime.now(UTC).date()
+    days = (day_number(today - timedelta(days=45)), day_number(today))
+    async with store.read() as conn:
+        alice = int(await conn.scalar(sa.select(t.members.c.id)
+                                      .where(t.members.c.name == "alice")))
+        core = int(await conn.scalar(sa.select(t.teams.c.id).where(t.teams.c.name == "core")))
+    scopes = [report_scope(SYSTEM), report_scope(SYSTEM, team_id=core),
+              report_scope(SYSTEM, developer_id=alice)]
+    finest = _report_queries.grain_for
+    for dims in PAIR_SHAPES:
+        assert finest(dims) in {"tool+model", "tool+lang", "model+lang"}
+        for scope in scopes:
+            paired = await store.outcome_sums(dims, scope, days)
+            with monkeypatch.context() as patch:
+                patch.setattr(_report_queries, "grain_for", lambda *_: "all")
+                from_all = await store.outcome_sums(dims, scope, days)
+            assert paired == from_all, (dims, scope)
+            assert paired[0]
