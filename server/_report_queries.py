@@ -130,11 +130,12 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
     retention_table = t.team_retention_summary if by_team else t.retention_summary
     width = len(dims)
 
-    def in_range(table: sa.Table) -> list[sa.ColumnElement[bool]]:
-        where = [table.c.day >= days[0], table.c.day <= days[1]]
-        if "grain" in table.c:  # the team summaries: the coarsest grain that answers
-            where.append(table.c.grain == grain_for(dims))
-        return where
+    def in_range(table: sa.Table, grain: str) -> list[sa.ColumnElement[bool]]:
+        return [table.c.grain == grain, table.c.day >= days[0], table.c.day <= days[1]]
+
+    # The team summaries are kept at the rollups' grains, the others at presence grains:
+    # either way, the coarsest grain that answers.
+    grain = grain_for(dims) if by_team else presence_grain(dims)
 
     def summed(table: sa.Table, names: Sequence[str]) -> list[sa.ColumnElement[Any]]:
         return [_sum(table.c[name]) for name in names]
@@ -142,45 +143,51 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
     def columns(table: sa.Table) -> list[sa.ColumnElement[Any]]:
         return [table.c.team_id if dim == "team" else table.c[dim] for dim in dims]
 
-    group_cols = columns(usage_table)
-    usage = (await conn.execute(sa.select(*group_cols, *summed(usage_table, t.USAGE_SUMS))
-                                .where(*in_range(usage_table)).group_by(*group_cols))).all()
-    retained_cols = columns(retention_table)
-    retention = (await conn.execute(
-        sa.select(*retained_cols, retention_table.c.checkpoint_s,
-                  *summed(retention_table, t.RETENTION_SUMS))
-        .where(*in_range(retention_table))
-        .group_by(*retained_cols, retention_table.c.checkpoint_s))).all()
+    def read(table: sa.Table, groups: list[sa.ColumnElement[Any]], names: Sequence[str]
+             ) -> sa.Select[Any]:
+        where = in_range(table, grain)
+        if "day" in dims:  # at this grain, one row per group: nothing to add up
+            return sa.select(*groups, *(table.c[name] for name in names)).where(*where)
+        return sa.select(*groups, *summed(table, names)).where(*where).group_by(*groups)
+
+    usage = (await conn.execute(read(usage_table, columns(usage_table), t.USAGE_SUMS))).all()
+    retention = (await conn.execute(read(
+        retention_table, [*columns(retention_table), retention_table.c.checkpoint_s],
+        t.RETENTION_SUMS))).all()
     keys = _Keys(dims, await _names(conn, dims, [*usage, *retention]))
 
-    async def developers(kind: str) -> dict[GroupKey, int]:
+    async def developers(kind: str) -> dict[tuple[Any, ...], int]:
+        """Distinct developers per group, by the database's values."""
         rows = await conn.execute(_developers_query(dims, days, kind))
-        return {keys(row[:width]): int(row[width]) for row in rows.all()}
+        return {row[:width]: int(row[width]) for row in rows.all()}
 
     active = await developers("usage")
     groups: dict[GroupKey, Sums] = {}
+    #: the groups by the database's values (thousands of retention rows look them up)
+    found: dict[tuple[Any, ...], Sums] = {}
     for row in usage:
-        key = keys(row[:width])
-        groups[key] = Sums(usage=list(row[width:]),
-                           developers=active.get(key, 0))
-    retained_only: dict[GroupKey, int] | None = None
+        raw = row[:width]
+        groups[keys(raw)] = found[raw] = Sums(usage=list(row[width:]),
+                                              developers=active.get(raw, 0))
+    retained_only: dict[tuple[Any, ...], int] | None = None
     for row in retention:
-        key = keys(row[:width])
-        sums = groups.get(key)
+        raw = row[:width]
+        sums = found.get(raw)
         if sums is None:  # retained code whose acceptance fell outside this group
             if retained_only is None:
                 retained_only = await developers("retention")
-            sums = groups[key] = Sums(developers=retained_only.get(key, 0))
+            sums = groups[keys(raw)] = found[raw] = Sums(developers=retained_only.get(raw, 0))
         sums.retained[row[width]] = list(row[width + 1:])
     total = Sums(developers=int(await conn.scalar(_developers_query((), days, "usage")) or 0))
     if by_team:  # teams overlap (and leave developers out): the total is summed apart
+        everyone = presence_grain(())
         row = (await conn.execute(sa.select(*summed(t.usage_summary, t.USAGE_SUMS))
-                                  .where(*in_range(t.usage_summary)))).one()
+                                  .where(*in_range(t.usage_summary, everyone)))).one()
         total.usage = [int(v or 0) for v in row]
         for row in await conn.execute(
                 sa.select(t.retention_summary.c.checkpoint_s,
                           *summed(t.retention_summary, t.RETENTION_SUMS))
-                .where(*in_range(t.retention_summary))
+                .where(*in_range(t.retention_summary, everyone))
                 .group_by(t.retention_summary.c.checkpoint_s)):
             total.retained[int(row[0])] = [int(v or 0) for v in row[1:]]
         return groups, total
@@ -340,28 +347,32 @@ def _sum(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
 
 class _Keys:
     """Group keys from the database's values, each spelled once: the retention rows repeat
-    a group's values for every checkpoint, and day numbers take a while to print."""
+    a group's values for every checkpoint, and day numbers take a while to print (a report
+    by day and something else repeats each day for every group)."""
 
     def __init__(self, dims: Sequence[str], names: dict[str, Any]) -> None:
         self.dims = dims
         self.names = names
         self.memo: dict[tuple[Any, ...], GroupKey] = {}
+        self.days: dict[int, str] = {}
 
     def __call__(self, values: Sequence[Any]) -> GroupKey:
         raw = tuple(values)
         key = self.memo.get(raw)
         if key is None:
-            key = self.memo[raw] = _key(raw, self.dims, self.names)
+            key = self.memo[raw] = self._spell(raw)
         return key
 
-
-def _key(values: Sequence[Any], dims: Sequence[str], names: dict[str, Any]) -> GroupKey:
-    key: list[str | None] = []
-    for dim, value in zip(dims, values, strict=True):
-        if dim in ("developer", "team"):
-            key.append(names[dim].get(value, f"#{value}"))
-        elif dim == "day":
-            key.append(day_text(int(value)))
-        else:
-            key.append(value or None)
-    return tuple(key)
+    def _spell(self, values: Sequence[Any]) -> GroupKey:
+        key: list[str | None] = []
+        for dim, value in zip(self.dims, values, strict=True):
+            if dim in ("developer", "team"):
+                key.append(self.names[dim].get(value, f"#{value}"))
+            elif dim == "day":
+                text = self.days.get(value)
+                if text is None:
+                    text = self.days[value] = day_text(int(value))
+                key.append(text)
+            else:
+                key.append(value or None)
+        return tuple(key)

@@ -46,13 +46,18 @@ _ALL_DAYS = (1 << SPAN_DAYS) - 1
 def summary_deltas(deltas: Sequence[tuple[tuple[Any, ...], list[int]]]
                    ) -> list[tuple[tuple[Any, ...], list[int]]]:
     """``usage_summary`` (or, with a checkpoint in the key, ``retention_summary``)
-    additions: the "all"-grain rollup deltas with the developer summed away, sorted."""
+    additions: the "all"-grain rollup deltas with the developer summed away, at every
+    presence grain, sorted."""
     out: dict[tuple[Any, ...], list[int]] = {}
     for key, values in deltas:
         if key[0] != "all":
             continue
-        summary_key = (key[1], *key[3:])  # day, tool, model, language[, checkpoint_s]
-        add_sums(out, summary_key, values)
+        _, day, _, tool, model, language = key[:6]
+        rest = key[6:]  # checkpoint_s
+        for dims, grain in PRESENCE_GRAINS.items():
+            add_sums(out, (grain, day, tool if "tool" in dims else "",
+                           model if "model" in dims else "",
+                           language if "language" in dims else "", *rest), values)
     return sorted(out.items())
 
 
@@ -152,14 +157,20 @@ def rebuild_statements(backend: str) -> list[str]:
     one = "CAST(1 AS BIGINT)" if backend == "postgresql" else "1"
     usage = ", ".join(USAGE_SUMS)
     retention = ", ".join(RETENTION_SUMS)
-    statements = [
-        f"INSERT INTO usage_summary (day, tool, model, language, {usage}) "
-        f"SELECT day, tool, model, language, {_sums(USAGE_SUMS)} FROM usage_daily "
-        "WHERE grain = 'all' GROUP BY day, tool, model, language",
-        f"INSERT INTO retention_summary (day, tool, model, language, checkpoint_s, "
-        f"{retention}) SELECT day, tool, model, language, checkpoint_s, "
-        f"{_sums(RETENTION_SUMS)} FROM retention_daily WHERE grain = 'all' "
-        "GROUP BY day, tool, model, language, checkpoint_s",
+    statements = []
+    for dims, grain in PRESENCE_GRAINS.items():
+        kept = ", ".join(dim if dim in dims else "''" for dim in _DETAIL)
+        group = ", ".join(["day", *(dim for dim in _DETAIL if dim in dims)])
+        statements += [
+            f"INSERT INTO usage_summary (grain, day, tool, model, language, {usage}) "
+            f"SELECT '{grain}', day, {kept}, {_sums(USAGE_SUMS)} FROM usage_daily "
+            f"WHERE grain = 'all' GROUP BY {group}",
+            f"INSERT INTO retention_summary (grain, day, tool, model, language, "
+            f"checkpoint_s, {retention}) SELECT '{grain}', day, {kept}, checkpoint_s, "
+            f"{_sums(RETENTION_SUMS)} FROM retention_daily WHERE grain = 'all' "
+            f"GROUP BY {group}, checkpoint_s",
+        ]
+    statements += [
         f"INSERT INTO team_usage_summary (team_id, grain, day, tool, model, language, "
         f"{usage}) SELECT m.team_id, grain, day, tool, model, language, "
         f"{_sums(USAGE_SUMS)} FROM usage_daily "

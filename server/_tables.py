@@ -269,7 +269,8 @@ retention_blocks = sa.Table(
 #
 # An admin's report over every developer would otherwise sum developers x days x
 # combinations rollup rows. ``usage_summary`` and ``retention_summary`` hold each day's sums
-# per tool, model and language with the developer summed away. Their ``developers`` figure
+# with the developer summed away, at every presence grain (below; migration 0004): a report
+# reads exactly its groups' rows. Their ``developers`` figure
 # (distinct developers) cannot be summed, so ``active_days`` records each (developer, day)
 # active in a group of a presence grain (any subset of tool, model and language), once;
 # ingest counts the new ones into ``active_daily`` (developers per day and group) and into
@@ -297,19 +298,23 @@ def _detail_columns() -> list[sa.Column[object]]:
 
 usage_summary = sa.Table(
     "usage_summary", metadata,
+    sa.Column("grain", sa.String(16), primary_key=True),  # a presence grain (migration 0004)
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
       for name in USAGE_SUMS),
+    sqlite_with_rowid=False,  # read in key order (migration 0004)
 )
 
 retention_summary = sa.Table(
     "retention_summary", metadata,
+    sa.Column("grain", sa.String(16), primary_key=True),
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
     sa.Column("checkpoint_s", sa.Integer, primary_key=True),
     *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
       for name in RETENTION_SUMS),
+    sqlite_with_rowid=False,  # read in key order (migration 0004)
 )
 
 active_days = sa.Table(

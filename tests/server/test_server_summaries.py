@@ -142,7 +142,7 @@ async def test_the_migration_fills_the_summaries_from_existing_rollups(
 
 
 
-async def test_the_migration_fills_the_pair_grains_from_existing_rollups(
+async def test_the_migration_fills_the_pair_and_summary_grains_from_existing_rollups(
         store: Store, org: Org) -> None:
     await ingest_spread(store, seed=5)
     tables = (t.usage_daily, t.retention_daily, *SUMMARY_TABLES)
@@ -157,8 +157,15 @@ async def test_the_migration_fills_the_pair_grains_from_existing_rollups(
     assert all(pairs <= {row[0] for row in kept[table.name]} for table in (
         t.usage_daily, t.retention_daily, t.usage_blocks, t.retention_blocks))
     await downgrade(store.engine, "0003")
-    assert not any(row[0] in pairs for rows in (await everything()).values() for row in rows
-                   if isinstance(row[0], str))
+    async with store.read() as conn:
+        for table in (t.usage_daily, t.retention_daily, t.usage_blocks, t.retention_blocks,
+                      t.team_usage_summary, t.team_retention_summary):
+            assert not await conn.scalar(sa.text(
+                f"SELECT count(*) FROM {table.name} WHERE grain IN "
+                "('tool+model', 'tool+lang', 'model+lang')")), table.name
+        # The summaries across developers as they were: the finest grain only.
+        assert await conn.scalar(sa.text("SELECT count(*) FROM usage_summary")) == len(
+            [row for row in kept["usage_summary"] if row[0] == "all"])
     await upgrade(store.engine)
     assert await everything() == kept
 

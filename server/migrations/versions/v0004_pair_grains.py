@@ -1,4 +1,5 @@
-"""Rollups at three more grains: per developer and two of tool, model and language.
+"""Rollups at three more grains (per developer and two of tool, model and language), and
+the summaries across developers at every grain.
 
 Revision ID: 0004
 Revises: 0003
@@ -8,11 +9,19 @@ Create Date: 2026-11-28
 daily rollups, the 8-day blocks and the team summaries, filled from their ``all`` rows (the
 finest grain: the pairs are its sums with the third dimension summed away). A report that
 groups by two of the three reads these instead of the ``all`` rows, a third to a sixth as
-many. Frozen like every migration: the grains and the backfill are spelled out here.
+many.
+
+``usage_summary`` and ``retention_summary`` (the sums across developers) get a ``grain``
+column, first in their key, and rows at each presence grain (any subset of tool, model and
+language, named as ``active_days``' grains): a report over every developer reads exactly
+its groups' rows. They are made again from the daily rollups' ``all`` rows.
+
+Frozen like every migration: the grains and the backfill are spelled out here.
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
@@ -46,7 +55,58 @@ _TABLES = {
 }
 
 
+#: presence grain → the dimensions it keeps
+_PRESENCE = {"developer": (), "tool": ("tool",), "model": ("model",),
+             "language": ("language",), "tool+model": ("tool", "model"),
+             "tool+language": ("tool", "language"), "model+language": ("model", "language"),
+             "all": ("tool", "model", "language")}
+_DETAIL = ("tool", "model", "language")
+
+
+def _summary_tables(grain: bool) -> None:
+    """Create ``usage_summary`` and ``retention_summary``, with or without ``grain``."""
+    for name, sums, extra in (("usage_summary", _USAGE_SUMS, ()),
+                              ("retention_summary", _RETENTION_SUMS, ("checkpoint_s",))):
+        key = [*(["grain"] if grain else []), "day", *_DETAIL, *extra]
+        op.create_table(
+            name,
+            *([sa.Column("grain", sa.String(16), nullable=False)] if grain else []),
+            sa.Column("day", sa.Integer, nullable=False),
+            sa.Column("tool", sa.String(200), nullable=False),
+            sa.Column("model", sa.String(200), nullable=False),
+            sa.Column("language", sa.String(64), nullable=False),
+            *(sa.Column(column, sa.Integer, nullable=False) for column in extra),
+            *(sa.Column(column, sa.BigInteger, server_default="0", nullable=False)
+              for column in sums),
+            sa.PrimaryKeyConstraint(*key, name=f"pk_{name}"),
+            # SQLite: the rows stored in key order, so a range of days at one grain is read
+            # in one pass (with a rowid, each row is a second lookup away from the index).
+            sqlite_with_rowid=not grain,
+        )
+
+
+def _fill_summaries(grains: dict[str, tuple[str, ...]] | None) -> None:
+    """The summaries from the daily rollups' ``all`` rows: at each of ``grains``, or
+    (None) without a grain column, at the finest."""
+    for name, source, sums, extra in (
+            ("usage_summary", "usage_daily", _USAGE_SUMS, ()),
+            ("retention_summary", "retention_daily", _RETENTION_SUMS, ("checkpoint_s",))):
+        for grain, kept in (grains or {"": _DETAIL}).items():
+            detail = [column if column in kept else "''" for column in _DETAIL]
+            group = ["day", *(column for column in _DETAIL if column in kept), *extra]
+            op.execute(
+                f"INSERT INTO {name} ({'grain, ' if grains else ''}day, tool, model, "
+                f"language, {', '.join((*extra, *sums))}) SELECT "
+                f"{repr(grain) + ', ' if grains else ''}day, {', '.join(detail)}, "
+                f"{', '.join((*extra, *(f'sum({column})' for column in sums)))} "
+                f"FROM {source} WHERE grain = 'all' GROUP BY {', '.join(group)}")
+
+
 def upgrade() -> None:
+    for table in ("retention_summary", "usage_summary"):
+        op.drop_table(table)
+    _summary_tables(grain=True)
+    _fill_summaries(_PRESENCE)
     for table, (key, sums) in _TABLES.items():
         for grain, kept in _PAIRS.items():
             detail = [name if name in kept else "''" for name in ("tool", "model", "language")]
@@ -59,6 +119,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in ("retention_summary", "usage_summary"):
+        op.drop_table(table)
+    _summary_tables(grain=False)
+    _fill_summaries(None)
     for table in _TABLES:
         op.execute(f"DELETE FROM {table} WHERE grain IN "
                    f"({', '.join(repr(grain) for grain in _PAIRS)})")
