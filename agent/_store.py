@@ -185,6 +185,8 @@ class Store:
         """Finish every queued write, then close."""
         if self._closed:
             return
+        while self._granting is not None:  # a lease being granted is given back too
+            await asyncio.shield(self._granting)
         if self._lease is not None:  # its unused room stops holding budget now
             with contextlib.suppress(StoreError, sqlite3.Error):
                 await self._submit(functools.partial(_return_lease, lease=self._lease))

@@ -161,3 +161,24 @@ async def test_concurrent_callers_with_leases_stay_within_the_per_call_rule(
     assert used.cost_micro == admitted * actual
     assert 1_000_000 - actual <= used.cost_micro < 1_000_000 + estimate
     assert rows(tmp_path / "s.db") == []
+
+
+async def test_a_lease_granted_while_the_store_closes_is_given_back(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = await Store.open(path)
+    # A big write keeps the writer's thread busy: the grant waits in its queue.
+    calls = [spent(1) for _ in range(20_000)]
+    writing = asyncio.create_task(store.add_calls(calls))
+    await asyncio.sleep(0)
+    asking = asyncio.create_task(
+        store.reserve(enforced(100.0), cost_micro=1_000, tokens=10, lease=True))
+    for _ in range(100):
+        if store._granting is not None:
+            break
+        await asyncio.sleep(0)
+    assert store._granting is not None
+    await store.close()
+    await writing
+    piece = await asking
+    assert piece.lease
+    assert rows(path) == [(1_000, 10)]  # only the piece in flight still holds budget
