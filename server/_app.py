@@ -9,6 +9,7 @@ log line).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -49,6 +50,15 @@ def create_app(settings: Settings | None = None, *, store_: Store | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = store_ is None
         app.state.store = store_ or await open_store(settings)
+        if owned:
+            # A server process of its own: everything loaded by now (modules, FastAPI's
+            # routes and schemas, SQLAlchemy's metadata) lives as long as the process. Kept
+            # out of the cyclic collector's sight, a full collection no longer walks it all:
+            # a pause of ~50 ms that otherwise fell on a large report now and then. And a
+            # young generation of 50,000 objects, not 700: a large report allocates a few
+            # hundred thousand, all short-lived (5 ms less for one of 2,160 rows).
+            gc.freeze()
+            gc.set_threshold(50_000, 10, 10)
         try:
             yield
         finally:
