@@ -8,6 +8,7 @@ import os
 import random
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,24 @@ def test_two_servers_on_one_postgres_count_overlapping_batches_once(pg_test_url:
     finally:
         for server in servers:
             server.stop()
+
+
+def test_a_server_process_keeps_what_it_loaded_out_of_the_collectors_way(
+        meterline_home: Path) -> None:
+    """The app's own start (the path ``meterline server run``'s workers take) freezes what
+    it loaded and widens the young generation; an app handed a store (tests) does not."""
+    script = (
+        "import asyncio, gc, sys\n"
+        "from server._app import create_app\n"
+        "from server._settings import Settings\n"
+        "async def main():\n"
+        "    app = create_app(Settings(db_url=sys.argv[1]))\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        print(gc.get_freeze_count(), gc.get_threshold()[0])\n"
+        "asyncio.run(main())\n")
+    url = f"sqlite+aiosqlite:///{meterline_home / 'server.db'}"
+    done = subprocess.run([sys.executable, "-c", script, url], capture_output=True, text=True,
+                          timeout=120, check=True)
+    frozen, young = (int(part) for part in done.stdout.split())
+    assert frozen > 10_000
+    assert young == 50_000
