@@ -157,7 +157,6 @@ def _price_with_library(call: Call, provider_id: str | None) -> int | None:
     """The library's full calculation (tiered prices, variants, time-of-day prices)."""
     usage = _library_usage(call)
     calc = _calculator()
-    calc = _calculator()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
