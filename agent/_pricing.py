@@ -7,6 +7,8 @@ unknown, tokens kept — never a silent $0.
 
 from __future__ import annotations
 
+import math
+import time
 import warnings
 from decimal import Decimal
 from functools import lru_cache
@@ -220,3 +222,47 @@ def _calculator():  # type: ignore[no-untyped-def]
     from genai_prices import calc_price
 
     return calc_price
+
+
+class Estimator:
+    """Quick estimates of a call's cost, for reserving budget before the call.
+
+    ``price_call`` is exact and costs tens of microseconds (a ``Call`` to build, Decimal
+    sums; several times that with cold caches, as on a proxy's request path between
+    streams). An estimate needs no such precision: per-token rates are priced once per
+    provider, model, hour and size of input (powers of two, priced at the top of each, so
+    a price tier that starts inside a size is counted for all of it: never under the
+    exact price but for rounding), then each estimate is two multiplications.
+    """
+
+    #: Output tokens the output rate is priced with.
+    _OUTPUT = 1_000_000
+
+    def __init__(self, overrides: dict[str, ModelPrice] | None = None) -> None:
+        self.overrides = overrides or {}
+        self._rates: dict[tuple[str, str, int, int], tuple[float, float]] = {}
+
+    def cost_micro(self, provider: str, model: str, input_tokens: int, output_tokens: int
+                   ) -> int:
+        """The estimated cost in micro-dollars (0 for a model nobody prices)."""
+        size = max(input_tokens, 1).bit_length()
+        key = (provider, model, int(time.time()) // 3600, size)
+        rates = self._rates.get(key)
+        if rates is None:
+            if len(self._rates) >= 4096:
+                self._rates.clear()
+            rates = self._rates[key] = self._price_rates(provider, model, 1 << size)
+        return math.ceil(input_tokens * rates[0] + output_tokens * rates[1])
+
+    def _price_rates(self, provider: str, model: str, size: int) -> tuple[float, float]:
+        from agent._events import Call
+
+        def cost(**tokens: int) -> int | None:
+            return price_call(Call(tool="-", provider=provider, model=model, **tokens),  # type: ignore[arg-type]
+                              self.overrides)
+
+        base = cost(input_tokens=size)
+        with_output = cost(input_tokens=size, output_tokens=self._OUTPUT)
+        if base is None or with_output is None:
+            return 0.0, 0.0
+        return base / size, (with_output - base) / self._OUTPUT

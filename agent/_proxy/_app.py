@@ -31,7 +31,7 @@ from agent._config import ModelPrice
 from agent._errors import BudgetBlocked, StoreError
 from agent._events import Call
 from agent._ids import new_id
-from agent._pricing import price_call
+from agent._pricing import Estimator
 from agent._proxy import _keys
 from agent._proxy._headers import (
     HOP_BY_HOP,
@@ -178,6 +178,7 @@ class Proxy:
         self.options = options
         self.client = client or new_client(options)
         self.keys = _keys.KeyCache()
+        self.estimator = Estimator(options.prices)
         self.quotas = QuotaRecorder(store)
         self._budgets: tuple[float, list[Budget]] = (-1e9, [])
         self._budgets_read: asyncio.Future[list[Budget]] | None = None
@@ -386,13 +387,13 @@ class Exchange:
         budgets = await self.proxy.budgets()
         if not budgets:
             return True
-        estimate = Call(tool=self.tool, provider=self.provider, model=self.info.model,
-                        input_tokens=self.info.input_estimate,
-                        output_tokens=self.info.max_output)
-        cost = price_call(estimate, self.proxy.options.prices) or 0
+        info = self.info
+        cost = self.proxy.estimator.cost_micro(self.provider, info.model, info.input_estimate,
+                                               info.max_output)
         try:
             self.reservation = await self.proxy.store.reserve(
-                budgets, cost_micro=cost, tokens=estimate.total_tokens, lease=True)
+                budgets, cost_micro=cost, tokens=info.input_estimate + info.max_output,
+                lease=True)
         except BudgetBlocked as blocked:
             await self._record("blocked", None, meter_for(self.api, streaming=False), None)
             body = error_body(self.provider, "budget", str(blocked))

@@ -64,3 +64,31 @@ def test_override_beats_the_library() -> None:
     call = anthropic(input_tokens=1_000_000)
     assert price_call(call, {"claude-sonnet-4-5": ModelPrice(input_per_mtok=1,
                                                              output_per_mtok=1)}) == 1_000_000
+
+
+def test_estimates_match_the_exact_price_and_never_fall_under_a_tier() -> None:
+    from agent._pricing import Estimator
+
+    estimator = Estimator()
+    for provider, model in (("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-4o"),
+                            ("anthropic", "claude-haiku-4-5")):
+        for input_tokens, output_tokens in ((1, 0), (700, 50), (12_345, 4_096),
+                                            (150_000, 8_000), (300_000, 32_000)):
+            exact = price_call(Call(tool="t", provider=provider, model=model,
+                                    input_tokens=input_tokens, output_tokens=output_tokens))
+            assert exact is not None
+            estimate = estimator.cost_micro(provider, model, input_tokens, output_tokens)
+            assert exact <= estimate + 1, (model, input_tokens)
+            # Within a size whose top is past a price tier the higher tier is counted (a
+            # long-context price at most doubles); elsewhere it is the price itself.
+            assert estimate <= exact * 2 + 1, (model, input_tokens)
+            if input_tokens < 100_000:
+                assert abs(estimate - exact) <= 1, (model, input_tokens)
+
+
+def test_estimates_of_unknown_and_overridden_models() -> None:
+    from agent._pricing import Estimator
+
+    assert Estimator().cost_micro("acme", "mystery-9", 1_000, 1_000) == 0
+    override = {"acme/mystery-9": ModelPrice(input_per_mtok=2.0, output_per_mtok=10.0)}
+    assert Estimator(override).cost_micro("acme", "mystery-9", 1_000, 1_000) == 12_000
