@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import _tables as t
 from server._access import ReportScope
-from server._reports import GroupKey, Sums, day_text, grain_for
+from server._reports import GRAIN_DETAIL, GroupKey, Sums, day_text, grain_for
 from server._summaries import presence_grain, span_masks
 from server._tables import BLOCK_SIZES, SPAN_DAYS
 from server._txn import StoreBase
@@ -248,6 +248,9 @@ def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str
             .group_by(*groups))
 
 
+_DETAIL = frozenset(("tool", "model", "language"))
+
+
 def _query(daily: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,
            days: tuple[int, int], grain: str, *, by_checkpoint: bool = False,
            blocks: sa.Table | None = None) -> sa.Select[Any]:
@@ -277,6 +280,12 @@ def _query(daily: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: Rep
         where.append(table.c.developer_id.in_(
             sa.select(t.team_members.c.member_id)
             .where(t.team_members.c.team_id.in_(sorted(scope.team_ids)))))
+    if ("developer" in dims and "day" in dims and blocks is None
+            and GRAIN_DETAIL[grain] == _DETAIL.intersection(dims)):
+        # Each rollup row of this grain is one group (a developer's day, per team joined):
+        # nothing to add up. The largest reports (a row per developer and day) read so.
+        return (sa.select(*groups, sa.literal(1), *(table.c[name] for name in sums))
+                .select_from(source).where(*where))
     if "developer" in dims or grain == "developer":
         # One developer per row, or few rows (developers x days): one level suffices.
         developers = (sa.literal(1) if "developer" in dims

@@ -162,6 +162,11 @@ def grain_for(dims: Sequence[str]) -> str:
 _PAIR_GRAINS = {frozenset(("tool", "model")): "tool+model",
                 frozenset(("tool", "language")): "tool+lang",
                 frozenset(("model", "language")): "model+lang"}
+#: The detail dimensions each rollup grain keeps (the others hold '').
+GRAIN_DETAIL: dict[str, frozenset[str]] = {
+    "developer": frozenset(), "model": frozenset({"model"}), "tool": frozenset({"tool"}),
+    "language": frozenset({"language"}), **{grain: dims for dims, grain in _PAIR_GRAINS.items()},
+    "all": frozenset({"tool", "model", "language"})}
 
 
 def day_range(start: date | None, end: date | None, today: date) -> tuple[int, int]:

@@ -273,3 +273,29 @@ async def test_reports_by_two_of_tool_model_language_read_their_pair_grain(
                 from_all = await store.outcome_sums(dims, scope, days)
             assert paired == from_all, (dims, scope)
             assert paired[0]
+
+
+async def test_reports_by_developer_and_day_read_rows_as_groups(
+        store: Store, org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the grain a report reads, a rollup row of a developer's day is one group: the
+    rows read as they are equal the rows added up, for every scope."""
+    from server._reports import GRAIN_DETAIL
+
+    assert set(GRAIN_DETAIL) == set(t.GRAINS)
+    await ingest_spread(store, seed=7)
+    await store.add_to_team(SYSTEM, "web", "bob")
+    today = datetime.now(UTC).date()
+    days = (day_number(today - timedelta(days=30)), day_number(today))
+    async with store.read() as conn:
+        core = int(await conn.scalar(sa.select(t.teams.c.id).where(t.teams.c.name == "core")))
+    for dims in [("developer", "day"), ("developer", "team", "day"),
+                 ("developer", "model", "day"), ("developer", "tool", "day"),
+                 ("day", "developer", "language")]:
+        for scope in (report_scope(SYSTEM), report_scope(SYSTEM, team_id=core)):
+            read = await store.outcome_sums(dims, scope, days)
+            with monkeypatch.context() as patch:
+                patch.setattr(_report_queries, "GRAIN_DETAIL",
+                              dict.fromkeys(GRAIN_DETAIL, frozenset({"nothing"})))
+                added = await store.outcome_sums(dims, scope, days)
+            assert read == added, (dims, scope)
+            assert read[0]
