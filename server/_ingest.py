@@ -51,6 +51,7 @@ from server._summaries import (
     developers_in,
     presence,
     summary_deltas,
+    team_activity_deltas,
     team_summary_deltas,
 )
 from server._txn import StoreBase
@@ -253,6 +254,8 @@ class IngestOps(StoreBase):
                     ("team_id", "grain", *t.DETAIL_KEY, "checkpoint_s"), t.RETENTION_SUMS,
                     team_summary_deltas(retention, teams_of)),
             _Upsert(t.active_daily, t.ACTIVE_DAILY_KEY, ("developers",), daily),
+            _Upsert(t.team_active_daily, t.TEAM_ACTIVE_KEY, ("developers",),
+                    team_activity_deltas(new, teams_of)),
             _Upsert(t.active_spans, t.ACTIVE_SPANS_KEY, ("days",), spans, combine="|"),
         ]
         upserts = [upsert for upsert in upserts if upsert.deltas]

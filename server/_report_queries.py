@@ -208,7 +208,7 @@ async def _summary_sums(conn: AsyncConnection, dims: Sequence[str], days: tuple[
 def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str
                       ) -> sa.Select[Any]:
     """Distinct developers of ``kind`` per group: when grouped by day, from ``active_daily``
-    (or, by team, ``active_days`` of the team's current members); else from the
+    (or, by team, ``team_active_daily``); else from the
     ``active_spans`` rows whose day bits meet the range. Without ``dims``, one count."""
     grain = presence_grain(dims)
     members = t.team_members
@@ -218,14 +218,12 @@ def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str
                 .where(daily.c.kind == kind, daily.c.grain == grain, daily.c.day >= days[0],
                        daily.c.day <= days[1]))
     groups: list[sa.ColumnElement[Any]]
-    if "day" in dims:
-        active = t.active_days
-        groups = [members.c.team_id if dim == "team" else active.c[dim] for dim in dims]
-        return (sa.select(*groups, sa.func.count())
-                .select_from(active.join(members, members.c.member_id == active.c.developer_id))
-                .where(active.c.kind == kind, active.c.grain == grain,
-                       active.c.day >= days[0], active.c.day <= days[1])
-                .group_by(*groups))
+    if "day" in dims:  # by team: the counts kept per team
+        team_daily = t.team_active_daily
+        return (sa.select(*(team_daily.c[dim if dim != "team" else "team_id"] for dim in dims),
+                          team_daily.c.developers)
+                .where(team_daily.c.kind == kind, team_daily.c.grain == grain,
+                       team_daily.c.day >= days[0], team_daily.c.day <= days[1]))
     spans = t.active_spans
     first_span, last_span, head, tail = span_masks(*days)
     mask = sa.case((spans.c.span == first_span, sa.literal(head, sa.BigInteger)),

@@ -100,7 +100,28 @@ def member_move_statements(subtract: bool) -> list[str]:
         if subtract:  # a rollup row counts at least one call or event: zero means none
             statements.append(f"DELETE FROM {table} WHERE team_id = :team AND "
                               + " AND ".join(f"{name} = 0" for name in sums))
+    # Each of the member's active_days rows is one developer present in its group.
+    key = "kind, grain, day, tool, model, language"
+    statements.append(
+        f"INSERT INTO team_active_daily (team_id, {key}, developers) "
+        f"SELECT :team, {key}, {sign}count(*) FROM active_days WHERE developer_id = :member "
+        f"GROUP BY {key} ON CONFLICT (team_id, {key}) DO UPDATE SET "
+        "developers = team_active_daily.developers + excluded.developers")
+    if subtract:
+        statements.append("DELETE FROM team_active_daily WHERE team_id = :team AND "
+                          "developers = 0")
     return statements
+
+
+def team_activity_deltas(new: Sequence[Sequence[Any]], teams_of: dict[int, list[int]]
+                         ) -> list[tuple[tuple[Any, ...], list[int]]]:
+    """What newly stored ``active_days`` rows add to ``team_active_daily``: one developer
+    per row, for each team of the row's developer, sorted."""
+    out: dict[tuple[Any, ...], list[int]] = {}
+    for kind, grain, day, developer_id, tool, model, language in new:
+        for team_id in teams_of.get(developer_id, ()):
+            add_sums(out, (team_id, kind, grain, day, tool, model, language), [1])
+    return sorted(out.items())
 
 
 def presence(kind: str, deltas: Sequence[tuple[tuple[Any, ...], list[int]]]
@@ -199,6 +220,10 @@ def rebuild_statements(backend: str) -> list[str]:
                 f"language) SELECT DISTINCT '{kind}', '{grain}', day, developer_id, {kept} "
                 f"FROM {table} WHERE grain = 'all'")
     statements += [
+        "INSERT INTO team_active_daily (team_id, kind, grain, day, tool, model, language, "
+        "developers) SELECT m.team_id, kind, grain, day, tool, model, language, count(*) "
+        "FROM active_days JOIN team_members m ON m.member_id = developer_id "
+        "GROUP BY m.team_id, kind, grain, day, tool, model, language",
         "INSERT INTO active_daily (kind, grain, day, tool, model, language, developers) "
         "SELECT kind, grain, day, tool, model, language, count(*) FROM active_days "
         "GROUP BY kind, grain, day, tool, model, language",

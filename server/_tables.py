@@ -356,6 +356,20 @@ def _team_column() -> sa.Column[object]:
                      primary_key=True)
 
 
+#: Distinct developers per team, day and group of a presence grain (migration 0004): the
+#: ``active_days`` of the team's current members, counted (kept like the team summaries).
+team_active_daily = sa.Table(
+    "team_active_daily", metadata,
+    _team_column(),
+    sa.Column("kind", sa.String(9), primary_key=True),
+    sa.Column("grain", sa.String(16), primary_key=True),
+    sa.Column("day", sa.Integer, primary_key=True),
+    *_detail_columns(),
+    sa.Column("developers", sa.BigInteger, nullable=False, server_default="0"),
+)
+TEAM_ACTIVE_KEY = ("team_id", *ACTIVE_DAILY_KEY)
+
+
 team_usage_summary = sa.Table(
     "team_usage_summary", metadata,
     _team_column(),

@@ -28,7 +28,7 @@ from server._wire import EventBatch
 
 SUMMARY_TABLES = (t.usage_summary, t.retention_summary, t.active_days, t.active_daily,
                   t.active_spans, t.team_usage_summary, t.team_retention_summary,
-                  t.usage_blocks, t.retention_blocks)
+                  t.usage_blocks, t.retention_blocks, t.team_active_daily)
 DEVELOPERS = ("alice", "bob", "carol", "lena")
 
 

@@ -16,6 +16,9 @@ column, first in their key, and rows at each presence grain (any subset of tool,
 language, named as ``active_days``' grains): a report over every developer reads exactly
 its groups' rows. They are made again from the daily rollups' ``all`` rows.
 
+``team_active_daily``: distinct developers per team, day and group of each presence grain
+(the ``active_days`` of the team's current members, counted), for reports by team and day.
+
 Frozen like every migration: the grains and the backfill are spelled out here.
 """
 
@@ -103,6 +106,26 @@ def _fill_summaries(grains: dict[str, tuple[str, ...]] | None) -> None:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "team_active_daily",
+        sa.Column("team_id", sa.Integer, nullable=False),
+        sa.Column("kind", sa.String(9), nullable=False),
+        sa.Column("grain", sa.String(16), nullable=False),
+        sa.Column("day", sa.Integer, nullable=False),
+        sa.Column("tool", sa.String(200), nullable=False),
+        sa.Column("model", sa.String(200), nullable=False),
+        sa.Column("language", sa.String(64), nullable=False),
+        sa.Column("developers", sa.BigInteger, server_default="0", nullable=False),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], ondelete="CASCADE",
+                                name="fk_team_active_daily_team_id_teams"),
+        sa.PrimaryKeyConstraint("team_id", "kind", "grain", "day", "tool", "model",
+                                "language", name="pk_team_active_daily"),
+    )
+    op.execute(
+        "INSERT INTO team_active_daily (team_id, kind, grain, day, tool, model, language, "
+        "developers) SELECT m.team_id, kind, grain, day, tool, model, language, count(*) "
+        "FROM active_days JOIN team_members m ON m.member_id = developer_id "
+        "GROUP BY m.team_id, kind, grain, day, tool, model, language")
     for table in ("retention_summary", "usage_summary"):
         op.drop_table(table)
     _summary_tables(grain=True)
@@ -119,6 +142,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("team_active_daily")
     for table in ("retention_summary", "usage_summary"):
         op.drop_table(table)
     _summary_tables(grain=False)
