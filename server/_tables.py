@@ -200,20 +200,32 @@ RETENTION_KEY = (*ROLLUP_KEY, "checkpoint_s")
 RETENTION_SUMS = ("events", "chars", "lines")
 
 
-def _key_columns() -> list[sa.Column[object]]:
-    return [sa.Column("grain", sa.String(12), primary_key=True),
-            sa.Column("day", sa.Integer, primary_key=True),
-            sa.Column("developer_id", sa.Integer, primary_key=True),
-            sa.Column("tool", sa.String(LABEL_LEN), primary_key=True),
+def _sums(names: tuple[str, ...]) -> list[sa.Column[object]]:
+    """Summed columns: BIGINT, never NULL, 0 to start from."""
+    return [sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
+            for name in names]
+
+
+def _detail_columns() -> list[sa.Column[object]]:
+    return [sa.Column("tool", sa.String(LABEL_LEN), primary_key=True),
             sa.Column("model", sa.String(LABEL_LEN), primary_key=True),
             sa.Column("language", sa.String(64), primary_key=True)]
+
+
+def _rollup_key(*period: sa.Column[object]) -> list[sa.Column[object]]:
+    """A rollup's key: grain, the ``period`` columns, developer, tool, model, language."""
+    return [sa.Column("grain", sa.String(12), primary_key=True), *period,
+            sa.Column("developer_id", sa.Integer, primary_key=True), *_detail_columns()]
+
+
+def _key_columns() -> list[sa.Column[object]]:
+    return _rollup_key(sa.Column("day", sa.Integer, primary_key=True))
 
 
 usage_daily = sa.Table(
     "usage_daily", metadata,
     *_key_columns(),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in USAGE_SUMS),
+    *_sums(USAGE_SUMS),
     sa.Index(None, "grain", "developer_id", "day"),  # a lead's or a developer's report
 )
 
@@ -221,8 +233,7 @@ retention_daily = sa.Table(
     "retention_daily", metadata,
     *_key_columns(),
     sa.Column("checkpoint_s", sa.Integer, primary_key=True),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in RETENTION_SUMS),
+    *_sums(RETENTION_SUMS),
     sa.Index(None, "grain", "developer_id", "day"),
 )
 
@@ -241,28 +252,21 @@ BLOCK_KEY = ("grain", "size", "first_day", "developer_id", "tool", "model", "lan
 
 
 def _block_key_columns() -> list[sa.Column[object]]:
-    return [sa.Column("grain", sa.String(12), primary_key=True),
-            sa.Column("size", sa.SmallInteger, primary_key=True),
-            sa.Column("first_day", sa.Integer, primary_key=True),
-            sa.Column("developer_id", sa.Integer, primary_key=True),
-            sa.Column("tool", sa.String(LABEL_LEN), primary_key=True),
-            sa.Column("model", sa.String(LABEL_LEN), primary_key=True),
-            sa.Column("language", sa.String(64), primary_key=True)]
+    return _rollup_key(sa.Column("size", sa.SmallInteger, primary_key=True),
+                       sa.Column("first_day", sa.Integer, primary_key=True))
 
 
 usage_blocks = sa.Table(
     "usage_blocks", metadata,
     *_block_key_columns(),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in USAGE_SUMS),
+    *_sums(USAGE_SUMS),
 )
 
 retention_blocks = sa.Table(
     "retention_blocks", metadata,
     *_block_key_columns(),
     sa.Column("checkpoint_s", sa.Integer, primary_key=True),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in RETENTION_SUMS),
+    *_sums(RETENTION_SUMS),
 )
 
 # --- summaries across developers: maintained at ingest from the rollup deltas ---
@@ -290,19 +294,12 @@ ACTIVE_DAILY_KEY = ("kind", "grain", "day", "tool", "model", "language")
 ACTIVE_SPANS_KEY = ("kind", "grain", "span", "developer_id", "tool", "model", "language")
 
 
-def _detail_columns() -> list[sa.Column[object]]:
-    return [sa.Column("tool", sa.String(LABEL_LEN), primary_key=True),
-            sa.Column("model", sa.String(LABEL_LEN), primary_key=True),
-            sa.Column("language", sa.String(64), primary_key=True)]
-
-
 usage_summary = sa.Table(
     "usage_summary", metadata,
     sa.Column("grain", sa.String(16), primary_key=True),  # a presence grain (migration 0004)
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in USAGE_SUMS),
+    *_sums(USAGE_SUMS),
     sqlite_with_rowid=False,  # read in key order (migration 0004)
 )
 
@@ -312,8 +309,7 @@ retention_summary = sa.Table(
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
     sa.Column("checkpoint_s", sa.Integer, primary_key=True),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in RETENTION_SUMS),
+    *_sums(RETENTION_SUMS),
     sqlite_with_rowid=False,  # read in key order (migration 0004)
 )
 
@@ -332,7 +328,7 @@ active_daily = sa.Table(
     sa.Column("grain", sa.String(16), primary_key=True),
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
-    sa.Column("developers", sa.BigInteger, nullable=False, server_default="0"),
+    *_sums(("developers",)),
 )
 
 active_spans = sa.Table(
@@ -365,7 +361,7 @@ team_active_daily = sa.Table(
     sa.Column("grain", sa.String(16), primary_key=True),
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
-    sa.Column("developers", sa.BigInteger, nullable=False, server_default="0"),
+    *_sums(("developers",)),
 )
 TEAM_ACTIVE_KEY = ("team_id", *ACTIVE_DAILY_KEY)
 
@@ -376,8 +372,7 @@ team_usage_summary = sa.Table(
     sa.Column("grain", sa.String(12), primary_key=True),  # as usage_daily's
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in USAGE_SUMS),
+    *_sums(USAGE_SUMS),
 )
 
 team_retention_summary = sa.Table(
@@ -387,6 +382,5 @@ team_retention_summary = sa.Table(
     sa.Column("day", sa.Integer, primary_key=True),
     *_detail_columns(),
     sa.Column("checkpoint_s", sa.Integer, primary_key=True),
-    *(sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-      for name in RETENTION_SUMS),
+    *_sums(RETENTION_SUMS),
 )
