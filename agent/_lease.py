@@ -71,13 +71,22 @@ class Lease:
     #: the row (which each settle lowers by the piece), so given back with the free room.
     over_cost: int = 0
     over_tokens: int = 0
+    #: The last budgets list found equal to ``budgets`` (callers hand the same list over
+    #: while their budgets are unchanged: no comparison per call), and ``current_statuses``
+    #: as of the last settle.
+    _same: object = field(default=None, repr=False, compare=False)
+    _statuses_now: tuple[BudgetStatus, ...] | None = field(default=None, repr=False,
+                                                            compare=False)
 
     def take(self, budgets: Sequence[Budget], cost_micro: int, tokens: int, at_ms: int
              ) -> Reservation | None:
         """A piece for one call, or None when this lease cannot give it."""
-        if (at_ms >= self.until_ms or cost_micro > self.free_cost or tokens > self.free_tokens
-                or (budgets is not self.budgets and tuple(budgets) != self.budgets)):
+        if at_ms >= self.until_ms or cost_micro > self.free_cost or tokens > self.free_tokens:
             return None
+        if budgets is not self._same and budgets is not self.budgets:
+            if tuple(budgets) != self.budgets:
+                return None
+            self._same = budgets
         self.free_cost -= cost_micro
         self.free_tokens -= tokens
         return Reservation(self.id, cost_micro, tokens, self.current_statuses(), lease=True)
@@ -98,6 +107,7 @@ class Lease:
         if piece.id != self.id:
             return
         self.settled = self.settled.plus(actual)
+        self._statuses_now = None
         over_cost = max(0, actual.cost_micro - piece.cost_micro)
         over_tokens = max(0, actual.tokens - piece.tokens)
         self.free_cost -= over_cost
@@ -114,6 +124,8 @@ class Lease:
         """The statuses at the grant, with what was settled under the lease since added."""
         if not self.settled.calls:
             return self.statuses
+        if self._statuses_now is not None:
+            return self._statuses_now
         out = []
         for spec, status in zip(self.budgets, self.statuses, strict=True):
             used = status.used.plus(self.settled)
@@ -121,7 +133,8 @@ class Lease:
             state, exceeded = state_of(fraction, spec.warn_at, spec.mode)
             out.append(status._replace(used=used, fraction=fraction, state=state,
                                        exceeded=exceeded))
-        return tuple(out)
+        self._statuses_now = tuple(out)
+        return self._statuses_now
 
 
 def lease_size(statuses: Sequence[BudgetStatus], held: Usage, pieces: Sequence[Usage]
