@@ -20,9 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import _tables as t
 from server._access import ReportScope
-from server._reports import GRAIN_DETAIL, GroupKey, Sums, day_text, grain_for
+from server._reports import GroupKey, Sums, day_text, grain_for
 from server._summaries import presence_grain, span_masks
-from server._tables import BLOCK_SIZES, SPAN_DAYS
+from server._tables import BLOCK_SIZES, DETAIL_DIMS, GRAIN_DETAIL, SPAN_DAYS
 from server._txn import StoreBase
 
 
@@ -246,9 +246,6 @@ def _developers_query(dims: Sequence[str], days: tuple[int, int], kind: str
             .group_by(*groups))
 
 
-_DETAIL = frozenset(("tool", "model", "language"))
-
-
 def _query(daily: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: ReportScope,
            days: tuple[int, int], grain: str, *, by_checkpoint: bool = False,
            blocks: sa.Table | None = None) -> sa.Select[Any]:
@@ -279,7 +276,7 @@ def _query(daily: sa.Table, sums: Sequence[str], dims: Sequence[str], scope: Rep
             sa.select(t.team_members.c.member_id)
             .where(t.team_members.c.team_id.in_(sorted(scope.team_ids)))))
     if ("developer" in dims and "day" in dims and blocks is None
-            and GRAIN_DETAIL[grain] == _DETAIL.intersection(dims)):
+            and GRAIN_DETAIL[grain] == DETAIL_DIMS.intersection(dims)):
         # Each rollup row of this grain is one group (a developer's day, per team joined):
         # nothing to add up. The largest reports (a row per developer and day) read so.
         return (sa.select(*groups, sa.literal(1), *(table.c[name] for name in sums))

@@ -24,7 +24,7 @@ from typing import TypeVar
 import msgspec
 
 from server._errors import InputError
-from server._tables import STAGES, USAGE_SUMS
+from server._tables import DETAIL_DIMS, GRAIN_DETAIL, STAGES, USAGE_SUMS
 
 DIMENSIONS = ("developer", "team", "model", "tool", "language", "day")
 _EPOCH = date(1970, 1, 1)
@@ -150,23 +150,12 @@ def parse_group_by(text: str) -> tuple[str, ...]:
 
 
 def grain_for(dims: Sequence[str]) -> str:
-    """The rollup grain with the fewest rows that still tells these dimensions apart."""
-    detail = [dim for dim in dims if dim in ("model", "tool", "language")]
-    if not detail:
-        return "developer"  # day, developer and team need nothing finer
-    if len(detail) == 1:
-        return detail[0]
-    return _PAIR_GRAINS.get(frozenset(detail), "all")
+    """The rollup grain with the fewest rows that still tells these dimensions apart: the
+    one that keeps exactly their detail dimensions (day, developer and team need none)."""
+    return _GRAIN_KEEPING[DETAIL_DIMS.intersection(dims)]
 
 
-_PAIR_GRAINS = {frozenset(("tool", "model")): "tool+model",
-                frozenset(("tool", "language")): "tool+lang",
-                frozenset(("model", "language")): "model+lang"}
-#: The detail dimensions each rollup grain keeps (the others hold '').
-GRAIN_DETAIL: dict[str, frozenset[str]] = {
-    "developer": frozenset(), "model": frozenset({"model"}), "tool": frozenset({"tool"}),
-    "language": frozenset({"language"}), **{grain: dims for dims, grain in _PAIR_GRAINS.items()},
-    "all": frozenset({"tool", "model", "language"})}
+_GRAIN_KEEPING = {kept: grain for grain, kept in GRAIN_DETAIL.items()}
 
 
 def day_range(start: date | None, end: date | None, today: date) -> tuple[int, int]:

@@ -186,8 +186,16 @@ deployed_lines = sa.Table(
 # developer and two of them (migration 0004: "tool+model", "tool+lang", "model+lang"); or per
 # developer, tool, model and language ("all"). Columns a grain leaves out hold ''.
 
-GRAINS = ("developer", "model", "tool", "language", "tool+model", "tool+lang", "model+lang",
-          "all")
+#: The dimensions below a developer's day: what the grains keep or leave out.
+DETAIL_DIMS = frozenset(("tool", "model", "language"))
+#: Each grain and the detail dimensions it keeps (the others hold '').
+GRAIN_DETAIL: dict[str, frozenset[str]] = {
+    "developer": frozenset(), "model": frozenset({"model"}), "tool": frozenset({"tool"}),
+    "language": frozenset({"language"}), "tool+model": frozenset({"tool", "model"}),
+    "tool+lang": frozenset({"tool", "language"}), "model+lang": frozenset({"model", "language"}),
+    "all": DETAIL_DIMS,
+}
+GRAINS = tuple(GRAIN_DETAIL)
 ROLLUP_KEY = ("grain", "day", "developer_id", "tool", "model", "language")
 CALL_SUMS = ("calls", "input_tokens", "output_tokens", "cache_read_tokens",
              "cache_write_tokens", "cache_write_1h_tokens", "reasoning_tokens",
