@@ -57,6 +57,7 @@ from server._db import create_engine, upgrade  # noqa: E402
 from server._settings import database_url  # noqa: E402
 from server._store import Store  # noqa: E402
 from server._summaries import rebuild_statements  # noqa: E402
+from server._tables import GRAIN_DETAIL  # noqa: E402
 from server._wire import EventBatch  # noqa: E402
 
 DEVELOPERS = 200
@@ -342,11 +343,7 @@ def fill_sql(backend: str, calls: int, suggestions: int, first_day: int, dev_bas
                      "unknown_cost_calls, error_calls, estimated_calls")
     additions = ", ".join(f"{c} = usage_daily.{c} + excluded.{c}"
                           for c in stage_columns.split(", "))
-    for grain, kept in (("developer", ()), ("model", ("model",)), ("tool", ("tool",)),
-                        ("language", ("language",)), ("tool+model", ("tool", "model")),
-                        ("tool+lang", ("tool", "language")),
-                        ("model+lang", ("model", "language")),
-                        ("all", ("tool", "model", "language"))):
+    for grain, kept in GRAIN_DETAIL.items():
         # The same sums ingest keeps: each grain keeps its dimensions, '' for the others.
         keys = ", ".join(f"coalesce({d}, '')" if d in kept else "''"
                          for d in ("tool", "model", "language"))
