@@ -34,6 +34,11 @@ LEASE_LIFE_MS = 30_000
 LEASE_CALLS = 32
 #: ... and at most this share of the room left under the tightest enforced limit.
 LEASE_SHARE = 4
+#: A lease with room left for fewer calls like the latest than this, or less life than
+#: ``RENEW_BEFORE_MS``, is replaced in the background (``Store`` does it) before it runs out:
+#: a burst of requests never waits for a grant while the lease in hand still has room.
+RENEW_AT_CALLS = LEASE_CALLS // 2
+RENEW_BEFORE_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class Lease:
     #: the row (which each settle lowers by the piece), so given back with the free room.
     over_cost: int = 0
     over_tokens: int = 0
+    #: The lease ends at a budget window's reset, not at the end of its life.
+    ends_at_reset: bool = False
     #: The last budgets list found equal to ``budgets`` (callers hand the same list over
     #: while their budgets are unchanged: no comparison per call), and ``current_statuses``
     #: as of the last settle.
@@ -90,6 +97,14 @@ class Lease:
         self.free_cost -= cost_micro
         self.free_tokens -= tokens
         return Reservation(self.id, cost_micro, tokens, self.current_statuses(), lease=True)
+
+    def running_low(self, cost_micro: int, tokens: int, at_ms: int) -> bool:
+        """Whether it is time to grant the next lease (see ``RENEW_AT_CALLS``)."""
+        return (self.free_cost < RENEW_AT_CALLS * cost_micro
+                or self.free_tokens < RENEW_AT_CALLS * tokens
+                # (A lease that ends at a window's reset is not renewed early: its successor
+                # would end there too.)
+                or (not self.ends_at_reset and self.until_ms - at_ms < RENEW_BEFORE_MS))
 
     def give_back(self, piece: Reservation) -> bool:
         """A piece whose call never happened returns to the lease (True), if it is this

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
     from agent._budget import Budget, BudgetStatus
 
 T = TypeVar("T")
+
+log = logging.getLogger("meterline.store")
 
 #: A reservation not settled within this time (its caller crashed) stops holding budget.
 RESERVATION_TTL_MS = 10 * 60 * 1000
@@ -140,6 +143,9 @@ class Store:
         #: grant of the next one while it is being decided.
         self._lease: Lease | None = None
         self._granting: asyncio.Future[None] | None = None
+        #: The successor of a lease running low is to be granted (``_renew``).
+        self._renewing = False
+        self._closing = False
         #: A batch is running in the writer's thread: the connection is not ours to use.
         self._writing = False
         self._writer = asyncio.create_task(self._write_loop(), name="meterline-store-writer")
@@ -185,6 +191,7 @@ class Store:
         """Finish every queued write, then close."""
         if self._closed:
             return
+        self._closing = True
         while self._granting is not None:  # a lease being granted is given back too
             await asyncio.shield(self._granting)
         if self._lease is not None:  # its unused room stops holding budget now
@@ -419,8 +426,16 @@ class Store:
         if lease:
             while True:
                 if self._lease is not None:
-                    piece = self._lease.take(budgets, cost_micro, tokens, now_ms())
+                    at = now_ms()
+                    piece = self._lease.take(budgets, cost_micro, tokens, at)
                     if piece is not None:
+                        if not self._renewing and self._lease.running_low(
+                                cost_micro, tokens, at):
+                            self._renewing = True
+                            loop = asyncio.get_running_loop()
+                            loop.call_soon(self._renew, _Wanted(
+                                tuple(budgets), cost_micro, tokens, ttl_ms,
+                                loop.create_future(), lease=True))
                         return piece
                 if self._granting is None:
                     break
@@ -439,6 +454,27 @@ class Store:
         if isinstance(result, BudgetBlocked):
             raise result
         return result
+
+    def _renew(self, template: _Wanted) -> None:
+        """Grant the successor of a lease running low, now, before a request finds it empty
+        and has to wait for a grant (with the requests of its burst). Only when the writer is
+        idle and no grant is under way: otherwise, or if this process cannot take the write
+        lock at once, the lease runs out and the next request asks, as without renewal."""
+        self._renewing = False
+        frozen = self._lease
+        if (frozen is None or self._closing or self._granting is not None or self._wanted
+                or self._writing or not self._queue.empty()):
+            return
+        try:
+            done, lease = self._write_now(functools.partial(_renew_lease, template=template,
+                                                            frozen=frozen))
+        except _NoSuccessor:
+            return  # near a limit: the old lease's pieces, then one reservation per call
+        except StoreError as exc:
+            log.warning("could not renew the budget lease: %s", exc)
+            return
+        if done:
+            self._lease = lease
 
     def _reserve_wanted(self) -> None:
         batch, self._wanted = self._wanted, []
@@ -627,14 +663,8 @@ def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted], frozen: Lease | N
     budgets = batch[0].budgets
     if all(wanted.lease and wanted.budgets == budgets for wanted in batch):
         granted = statuses_for[budgets] = run_plan(plan_statuses(list(budgets), at), db)
-        size = lease_size(granted, held, [Usage(w.cost_micro, w.tokens) for w in batch])
-        if size is not None:
-            until = lease_until(granted, at)
-            lease = Lease(new_id(), budgets, tuple(granted), until, size.cost_micro,
-                          size.tokens)
-            db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
-                       (lease.id, size.cost_micro, size.tokens, at,
-                        until + max(wanted.ttl_ms for wanted in batch)))
+        lease = _grant_lease(db, batch, granted, held, at)
+        if lease is not None:
             return lease
     results: list[Reservation | BudgetBlocked] = []
     for wanted in batch:
@@ -655,6 +685,39 @@ def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted], frozen: Lease | N
         results.append(Reservation(reservation_id, wanted.cost_micro, wanted.tokens,
                                    tuple(statuses)))
     return results
+
+
+def _grant_lease(db: sqlite3.Connection, batch: list[_Wanted], statuses: list[BudgetStatus],
+                 held: Usage, at: int) -> Lease | None:
+    """Write a lease row for calls like the batch's, if one is small beside the room left."""
+    size = lease_size(statuses, held, [Usage(w.cost_micro, w.tokens) for w in batch])
+    if size is None:
+        return None
+    until = lease_until(statuses, at)
+    lease = Lease(new_id(), batch[0].budgets, tuple(statuses), until, size.cost_micro,
+                  size.tokens,
+                  ends_at_reset=any(s.window.resets_at_ms == until for s in statuses))
+    db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
+               (lease.id, size.cost_micro, size.tokens, at,
+                until + max(wanted.ttl_ms for wanted in batch)))
+    return lease
+
+
+class _NoSuccessor(Exception):
+    """A lease's successor cannot be granted (too near a limit): undo, keep the old one."""
+
+
+def _renew_lease(db: sqlite3.Connection, template: _Wanted, frozen: Lease) -> Lease:
+    """Replace ``frozen`` (running low) by a new lease for calls like ``template``, in one
+    transaction; raise ``_NoSuccessor`` (rolled back) when none would be granted now."""
+    at = now_ms()
+    db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
+    _return_lease(db, frozen)
+    statuses = run_plan(plan_statuses(list(template.budgets), at), db)
+    lease = _grant_lease(db, [template], statuses, q.reserved(db, at), at)
+    if lease is None:
+        raise _NoSuccessor
+    return lease
 
 
 def _refusal(spec: Budget, status: BudgetStatus, held: Usage) -> BudgetBlocked:

@@ -52,13 +52,25 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
 def tool_of(headers: Headers) -> str:
     """``x-meterline-tool`` if the client names itself, else a guess from the User-Agent
     (and ``x-title``, which Cline sends), else ``unknown``."""
-    named = header(headers, b"x-meterline-tool")
+    key = (header(headers, b"x-meterline-tool"), header(headers, b"user-agent"),
+           header(headers, b"x-title"))
+    tool = _TOOLS_SEEN.get(key)
+    if tool is None:
+        # A tool sends the same headers on every request: the patterns run once per tool.
+        if len(_TOOLS_SEEN) >= 256:
+            _TOOLS_SEEN.clear()
+        tool = _TOOLS_SEEN[key] = _tool_from(*key)
+    return tool
+
+
+_TOOLS_SEEN: dict[tuple[str | None, str | None, str | None], str] = {}
+
+
+def _tool_from(named: str | None, agent: str | None, title: str | None) -> str:
     if named and named.strip():
         return _TOOL_NAME.sub("-", named.strip())[:64].strip("-") or "unknown"
-    agent = header(headers, b"user-agent") or ""
-    title = header(headers, b"x-title") or ""
     for pattern, tool in _USER_AGENTS:
-        if pattern.search(agent) or (title and pattern.search(title)):
+        if pattern.search(agent or "") or (title and pattern.search(title)):
             return tool
     return "unknown"
 

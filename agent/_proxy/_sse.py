@@ -33,8 +33,28 @@ class SSESplitter:
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[Event]:
+        if self._event_start == len(self._buffer) and chunk.endswith(b"\n\n") \
+                and b"\r" not in chunk and not chunk.startswith(b"\n") \
+                and b"\n\n\n" not in chunk:
+            if self._buffer:  # all of it consumed: nothing of an event is pending
+                self._buffer.clear()
+                self._scan = self._event_start = 0
+            return self._whole(chunk)
         self._buffer += chunk
         return self._split(final=False)
+
+    def _whole(self, chunk: bytes) -> list[Event]:
+        """The common case, without a buffer: nothing pending, and the chunk is whole events
+        (each ends at its first empty line, lines end in ``\\n``). The same events as
+        ``_split`` gives, found with two ``bytes.split`` calls instead of a regular
+        expression per line."""
+        events = []
+        for block in chunk[:-2].split(b"\n\n"):
+            for line in block.split(b"\n"):
+                self._field(line)
+            events.append(Event(self._name, "\n".join(self._data), block + b"\n\n"))
+            self._name, self._data = "", []
+        return events
 
     def finish(self) -> tuple[list[Event], bytes]:
         """Events completed by the end of the stream, and any trailing bytes of an event

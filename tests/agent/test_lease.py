@@ -182,3 +182,77 @@ async def test_a_lease_granted_while_the_store_closes_is_given_back(tmp_path: Pa
     piece = await asking
     assert piece.lease
     assert rows(path) == [(1_000, 10)]  # only the piece in flight still holds budget
+
+
+def handed_out_at_once(store: Store, budgets: list[Budget], cost: int, tokens: int
+                       ) -> lease_module.Reservation:
+    """A piece the store hands out without suspending (no grant waited for): the coroutine
+    finishes at its first step."""
+    coroutine = store.reserve(budgets, cost_micro=cost, tokens=tokens, lease=True)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise AssertionError("the reservation waited")
+
+
+async def test_a_lease_running_low_is_replaced_before_anyone_waits_for_a_grant(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    budgets = enforced(100.0)
+    async with await Store.open(path) as store:
+        first = await store.reserve(budgets, cost_micro=1_000, tokens=10, lease=True)
+        old = [first] + [handed_out_at_once(store, budgets, 1_000, 10) for _ in range(15)]
+        await asyncio.sleep(0)
+        assert rows(path) == [(32_000, 320)]  # 16 of 32 left: not low yet
+        old.append(handed_out_at_once(store, budgets, 1_000, 10))  # 15 left: low
+        await asyncio.sleep(0)  # the successor is granted in the background ...
+        # ... and the old lease keeps only its 17 pieces in flight.
+        assert rows(path) == [(17_000, 170), (32_000, 320)]
+        # A burst now takes pieces of the new lease, none of them waiting for a grant.
+        burst = [handed_out_at_once(store, budgets, 1_000, 10) for _ in range(10)]
+        assert {piece.id for piece in burst} != {first.id}
+        assert len({piece.id for piece in burst}) == 1
+        for piece in old + burst:
+            await store.settle(piece, [spent(1_000)])
+        assert sorted(rows(path)) == [(0, 0), (22_000, 220)]
+    assert rows(path) == [(0, 0)]  # the new lease's room went back at close
+
+
+async def test_no_successor_near_the_limit_keeps_the_lease_in_hand(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    budgets = enforced(0.2)  # 200,000 micro
+    async with await Store.open(path) as proxy, await Store.open(path) as sidecar:
+        pieces = [await proxy.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)]
+        await sidecar.settle(None, [spent(185_000)])  # the room left is now too small
+        pieces += [handed_out_at_once(proxy, budgets, 1_000, 0) for _ in range(16)]
+        await asyncio.sleep(0)  # the renewal finds no room for a successor: rolled back
+        assert rows(path) == [(32_000, 0)]
+        more = handed_out_at_once(proxy, budgets, 1_000, 0)
+        assert more.id == pieces[0].id  # still the lease in hand
+        for piece in [*pieces, more]:
+            await proxy.settle(piece, [spent(1_000)])
+
+
+async def test_a_renewal_due_when_the_store_closes_is_not_made(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = await Store.open(path)
+    budgets = enforced(100.0)
+    first = await store.reserve(budgets, cost_micro=1_000, tokens=0, lease=True)
+    pieces = [first] + [handed_out_at_once(store, budgets, 1_000, 0) for _ in range(16)]
+    await store.close()  # the renewal was scheduled: it must not grant a lease now
+    assert rows(path) == [(17_000, 0)]  # only the pieces in flight hold budget
+    assert all(piece.id == first.id for piece in pieces)
+
+
+def test_when_a_lease_runs_low() -> None:
+    budgets = tuple(enforced(100.0))
+    lease = lease_module.Lease("x", budgets, (), until_ms=100_000, free_cost=16_000,
+                               free_tokens=1_000)
+    assert not lease.running_low(1_000, 10, at_ms=0)
+    assert lease.running_low(1_001, 10, at_ms=0)  # by cost
+    assert lease.running_low(1_000, 63, at_ms=0)  # by tokens
+    assert lease.running_low(1_000, 10, at_ms=98_001)  # by its life
+    lease.ends_at_reset = True  # its successor would end at the same reset: not renewed
+    assert not lease.running_low(1_000, 10, at_ms=98_001)

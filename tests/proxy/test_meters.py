@@ -260,3 +260,45 @@ def test_splitter_joins_multi_line_data_and_skips_comments() -> None:
     splitter = SSESplitter()
     events = splitter.feed(b": keep-alive\n\nevent: x\ndata: one\ndata: two\n\n")
     assert [(e.name, e.data) for e in events] == [("", ""), ("x", "one\ntwo")]
+
+
+_SSE_LINE = st.one_of(
+    st.sampled_from(["data: {\"a\": 1}", "data:", "data", ": keep-alive", "event: x",
+                     "event:y", "id: 7", "data:  two spaces", "data: [DONE]", ""]),
+    st.text(st.characters(blacklist_characters="\r\n"), max_size=12).map(lambda t: "data: " + t),
+)
+
+
+@given(lines=st.lists(_SSE_LINE, max_size=12), newline=st.sampled_from(["\n", "\r\n", "\r"]),
+       cut=st.integers(min_value=0, max_value=400))
+@settings(max_examples=300, deadline=None)
+def test_splitter_gives_the_same_events_however_the_bytes_arrive(
+        lines: list[str], newline: str, cut: int) -> None:
+    """Whole chunks take a shortcut (``_whole``); byte by byte takes the general path:
+    the events, their names, data and raw bytes must be the same."""
+    raw = "".join(line + newline for line in lines).encode() + b"\n\n"
+
+    def run(parts: list[bytes]) -> tuple[list[tuple[str, str, bytes]], bytes]:
+        splitter = SSESplitter()
+        events = [e for part in parts for e in splitter.feed(part)]
+        tail, rest = splitter.finish()
+        return [(e.name, e.data, e.raw) for e in events + tail], rest
+
+    one_by_one = run([raw[i:i + 1] for i in range(len(raw))])
+    assert run([raw]) == one_by_one
+    cut %= len(raw) + 1
+    assert run([raw[:cut], raw[cut:]]) == one_by_one
+    assert run([raw, raw]) == run([raw[i:i + 1] for i in range(len(raw))] * 2)
+    assert b"".join(e[2] for e in one_by_one[0]) + one_by_one[1] == raw
+
+
+def test_splitter_shortcut_is_taken_for_whole_events() -> None:
+    splitter = SSESplitter()
+    events = splitter.feed(b"event: x\ndata: 1\n\ndata: 2\n\n")
+    assert [(e.name, e.data, e.raw) for e in events] == [
+        ("x", "1", b"event: x\ndata: 1\n\n"), ("", "2", b"data: 2\n\n")]
+    assert not splitter._buffer  # nothing copied into the buffer
+    assert splitter.feed(b"data: 3") == []  # a partial event: the general path
+    assert [e.data for e in splitter.feed(b"\n\n")] == ["3"]
+    assert [e.data for e in splitter.feed(b"data: 4\n\n")] == ["4"]
+    assert not splitter._buffer  # consumed: the shortcut again
