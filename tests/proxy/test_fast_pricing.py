@@ -38,3 +38,16 @@ def test_long_context_tier_applies_above_its_threshold() -> None:
                 input_tokens=200_001, output_tokens=1000)
     assert price_from_library(short) == 600_000 + 15_000
     assert price_from_library(long) == round(200_001 * 6 + 1000 * 22.5)
+
+
+def test_list_prices_are_summed_as_integers() -> None:
+    """The models above have short decimal prices: the property test runs the integer sum."""
+    from agent._pricing import _band_rates, _thresholds
+
+    hour = 1_735_689_600 // 3600
+    for provider, model in MODELS:
+        if _thresholds(provider, model, hour) is None:
+            continue
+        rates = _band_rates(provider, model, hour, 0)
+        assert rates is not None, model
+        assert rates[1] is not None, model
