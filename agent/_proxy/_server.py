@@ -96,11 +96,8 @@ async def serve(store: Store, settings: Settings, sock: socket.socket, stop: asy
     # Then everything loaded so far (modules, the price tables: ~60k objects) lives as long
     # as the process: kept out of the cyclic collector's sight, a full collection takes
     # microseconds instead of ~25 ms, a pause that otherwise lands on some request now and
-    # then (the 99th percentile). And the young generation is collected every 50,000
-    # allocations instead of 700: a request allocates a few thousand objects, nearly all
-    # freed by reference counting, so the default threshold ran several collections per
-    # request on its path (measured: 0.9 -> 0.75 ms of CPU per plain request).
-    warming.add_done_callback(_settle_collector)
+    # then (the 99th percentile).
+    warming.add_done_callback(lambda _: gc.freeze())
     grace = settings.proxy.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
     # httptools (uvicorn[standard] brings it; "auto" would silently fall back to h11, which
     # costs several hundred microseconds a request); no X-Forwarded-* rewriting: the proxy
@@ -122,11 +119,6 @@ async def serve(store: Store, settings: Settings, sock: socket.socket, stop: asy
         stopping.cancel()
         warming.cancel()
         await proxy.aclose()
-
-
-def _settle_collector(_: object = None) -> None:
-    gc.freeze()
-    gc.set_threshold(50_000, 10, 10)
 
 
 def _warm_pricing() -> None:
