@@ -7,8 +7,10 @@
 Every target serves the same OpenAI Chat Completions request from the same fake upstream
 (``tests/proxy/fake_upstream.py``, its own process): ``direct`` calls it, ``meterline`` goes
 through `meterline agent` (no budget: nothing to reserve), ``meterline+budget`` through a
-second agent with an enforced budget (reserve and settle on every call), ``litellm``
-through LiteLLM's proxy when given. Requests to the targets are interleaved, so the machine's
+second agent with an enforced budget (reserve and settle on every call), ``relay``
+through a process that only copies bytes between client and upstream (what an extra process
+hop itself costs here: the floor under any proxy), ``litellm`` through LiteLLM's proxy when
+given. Requests to the targets are interleaved, so the machine's
 noise falls on all of them alike, and all are sent by the same lean client (asyncio and
 httptools, request bytes prepared once, times taken in the callback that sees the bytes):
 a general-purpose client such as httpx costs several hundred microseconds a request in the
@@ -101,6 +103,70 @@ def start_meterline(origin: str, home: Path, config: str = "", root: Path = ROOT
     return Service("meterline", [sys.executable, "-m", "agent", "agent", "--proxy-port", "0"],
                    {"METERLINE_HOME": str(home), "METERLINE_UPSTREAM_OPENAI": origin,
                     "PYTHONPATH": str(root)}, ready, stream="stderr")
+
+
+class _RelayUp(asyncio.Protocol):
+    def __init__(self, down: asyncio.Transport) -> None:
+        self.down = down
+
+    def data_received(self, data: bytes) -> None:
+        self.down.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.down.close()
+
+
+class _RelayDown(asyncio.Protocol):
+    """One client connection of the byte relay, forwarded to the upstream as it comes."""
+
+    upstream: tuple[str, int] = ("127.0.0.1", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.up: asyncio.Transport | None = None
+        self.early: list[bytes] = []
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        self.up, _ = await asyncio.get_running_loop().create_connection(
+            lambda: _RelayUp(self.transport), *self.upstream)
+        for data in self.early:
+            self.up.write(data)
+
+    def data_received(self, data: bytes) -> None:
+        if self.up is None:
+            self.early.append(data)
+        else:
+            self.up.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.up is not None:
+            self.up.close()
+
+
+def serve_relay(upstream_port: int) -> None:
+    """``--serve-relay``: a process that only copies bytes between the client and the fake
+    upstream (no HTTP parsing, no metering): what any extra process hop costs on this
+    machine, the floor under any proxy."""
+    import socket
+
+    async def serve() -> None:
+        _RelayDown.upstream = ("127.0.0.1", upstream_port)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        server = await asyncio.get_running_loop().create_server(_RelayDown, sock=sock)
+        print(f"http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    run(serve())
+
+
+def start_relay(origin: str) -> Service:
+    port = urllib.parse.urlsplit(origin).port
+    return Service("relay", [sys.executable, __file__, "--serve-relay", str(port)], {},
+                   lambda line: line.strip() if line.startswith("http://") else None)
 
 
 def start_litellm(where: str, origin: str, workdir: Path) -> tuple[Service | None, str]:
@@ -335,11 +401,15 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another checkout of meterline (e.g. "
                         "`git archive main | tar -x -C DIR`): its proxy measured side by side, "
                         "with and without the budget, as `base` and `base+budget`")
+    parser.add_argument("--serve-relay", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("-n", type=int, default=1000, help="plain requests per target")
     parser.add_argument("--streams", type=int, default=400, help="streams per target (c=1)")
     parser.add_argument("--rounds", type=int, default=40,
                         help="rounds of 10 concurrent streams per target")
     args = parser.parse_args()
+    if args.serve_relay:
+        serve_relay(args.serve_relay)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
     services: list[Service] = []
@@ -352,6 +422,9 @@ def main() -> None:
         services.append(budgeted)
         bases = {"direct": fake.base + "/v1", "meterline": plain.base,
                  "meterline+budget": budgeted.base}
+        relay = start_relay(fake.base)
+        services.append(relay)
+        bases["relay"] = relay.base + "/v1"
         if args.compare:
             for name, config in (("base", ""), ("base+budget", BUDGET)):
                 other = start_meterline(fake.base, work / name, config, args.compare.resolve())
