@@ -22,6 +22,23 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
+class _Fields(msgspec.Struct):
+    """The only fields of a request body the proxy reads. Decoding into this skips the
+    rest (the messages: most of a 200 KB Claude Code request) without making Python objects
+    of it: 0.23 instead of 0.40 ms for 240 KB."""
+
+    model: Any = None
+    stream: Any = None
+    max_tokens: Any = None
+    max_completion_tokens: Any = None
+    max_output_tokens: Any = None
+    stream_options: Any = msgspec.UNSET
+
+
+_decode_fields = msgspec.json.Decoder(_Fields).decode
+_LIMITS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+
+
 @dataclass(frozen=True)
 class RequestInfo:
     """The parts of a request body that metering needs."""
@@ -38,23 +55,21 @@ class RequestInfo:
 def read_request(api: Api, body: bytes) -> RequestInfo:
     """Model, streaming, output limit and an input estimate from a request body."""
     try:
-        data = _decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        data = None
-    if not isinstance(data, dict):
+        data = _decode_fields(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):  # (not JSON, or not an object)
         return RequestInfo("unknown", False, DEFAULT_MAX_OUTPUT, estimate_tokens(body),
                            False, valid_json=False)
-    model = data.get("model")
+    model = data.model
     limit: Any = None
-    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-        if isinstance(data.get(key), int):
-            limit = data[key]
+    for key in _LIMITS:
+        if type(getattr(data, key)) is int:  # (not a bool)
+            limit = getattr(data, key)
             break
-    options = data.get("stream_options")
+    options = data.stream_options
     wants_usage = isinstance(options, dict) and options.get("include_usage") is True
     return RequestInfo(
         model=model if isinstance(model, str) and model else "unknown",
-        stream=data.get("stream") is True,
+        stream=data.stream is True,
         max_output=limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_OUTPUT,
         input_estimate=estimate_tokens(body),
         wants_stream_usage=wants_usage,
@@ -74,13 +89,13 @@ def inject_stream_usage(body: bytes) -> bytes:
     Without a ``stream_options`` key the new key is spliced in after the opening brace, so
     the rest of the body goes upstream byte for byte; otherwise the object is re-encoded.
     """
-    data = _decode(body)
-    if "stream_options" not in data:
+    if _decode_fields(body).stream_options is msgspec.UNSET:
         start = body.index(b"{") + 1
         rest = body[start:].lstrip()
         separator = b"" if rest.startswith(b"}") else b","
         return body[:start] + b'"stream_options":{"include_usage":true}' + separator + \
             body[start:]
+    data = _decode(body)
     options = data.get("stream_options")
     data["stream_options"] = {**(options if isinstance(options, dict) else {}),
                               "include_usage": True}

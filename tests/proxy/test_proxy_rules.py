@@ -164,6 +164,20 @@ def test_request_info() -> None:
     broken = read_request("anthropic", b"not json")
     assert (broken.model, broken.valid_json) == ("unknown", False)
     assert broken.input_estimate == 2
+    for not_an_object in (b"[1, 2]", b'"text"', b"null"):
+        assert not read_request("anthropic", not_an_object).valid_json
+    # The fields are found wherever they are among the rest, which is skipped unread.
+    messages = [{"role": "user", "content": [{"type": "text", "text": "x " * 500,
+                                              "max_tokens": 1, "model": "inner"}]}] * 50
+    body = json.dumps({"messages": messages, "model": "claude-sonnet-4-5", "stream": True,
+                       "max_tokens": True, "max_completion_tokens": 900}).encode()
+    info = read_request("anthropic", body)
+    assert (info.model, info.stream, info.valid_json) == ("claude-sonnet-4-5", True, True)
+    assert info.max_output == 900  # ``True`` is no limit (it is an int to Python only)
+    nulled = read_request("openai-chat", b'{"stream": true, "stream_options": null}')
+    assert needs_usage_injection("openai-chat", nulled)
+    assert json.loads(inject_stream_usage(b'{"stream": true, "stream_options": null}')) == {
+        "stream": True, "stream_options": {"include_usage": True}}
 
 
 def test_error_bodies_in_each_providers_format() -> None:
