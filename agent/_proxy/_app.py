@@ -302,7 +302,8 @@ class Exchange:
         self.tool = tool_of(self.headers)
         self.kind = kind_of(self.tool)
         self.call_id = new_id()
-        self.client_gone = asyncio.Event()
+        #: The client closed its connection (set by ``_watch_disconnect``).
+        self.client_gone = False
         self.info = RequestInfo("unknown", False, 0, 0, False, False)
         self.reservation: Reservation | None = None
         self.recorded = False
@@ -350,7 +351,7 @@ class Exchange:
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
-                self.client_gone.set()
+                self.client_gone = True
                 self._give_up_later()
                 return
 
@@ -441,7 +442,7 @@ class Exchange:
         call = await self._record("complete" if complete else "cut", response.status_code,
                                   meter, request_id_of(upstream_headers), log_now=False)
         try:
-            if cut and not complete and not self.client_gone.is_set():
+            if cut and not complete and not self.client_gone:
                 # The upstream's body broke off: so does ours, so the client knows.
                 await self._send({"type": "http.response.body", "body": tail,
                                   "more_body": True})
@@ -462,7 +463,7 @@ class Exchange:
         try:
             async with asyncio.timeout(None) as deadline:
                 self._deadline = deadline
-                if self.client_gone.is_set():
+                if self.client_gone:
                     self._give_up_later()
                 chunks = response.aiter_decoded() if decode else response.aiter_raw()
                 async for chunk in chunks:
@@ -488,7 +489,7 @@ class Exchange:
                                       + self.proxy.options.disconnect_grace_s)
 
     async def _send(self, message: Message) -> None:
-        if self.client_gone.is_set():
+        if self.client_gone:
             return
         if self._deferred_start is not None:
             await self._send_start()
@@ -496,7 +497,7 @@ class Exchange:
 
     async def _send_start(self) -> None:
         start, self._deferred_start = self._deferred_start, None
-        if start is not None and not self.client_gone.is_set():
+        if start is not None and not self.client_gone:
             await self.send(start)
 
     def _budget_warning(self) -> str | None:
@@ -543,7 +544,7 @@ class Exchange:
                  self.scope["path"], http_status or "-", call.status, call.tool, call.model,
                  call.input_tokens, call.cache_read_tokens, call.cache_write_tokens,
                  call.output_tokens, cost, "~" if call.estimated else "", call.latency_ms or 0,
-                 " (client left)" if self.client_gone.is_set() else "")
+                 " (client left)" if self.client_gone else "")
 
 
 # -- small helpers --------------------------------------------------------------------------

@@ -52,18 +52,26 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
 def tool_of(headers: Headers) -> str:
     """``x-meterline-tool`` if the client names itself, else a guess from the User-Agent
     (and ``x-title``, which Cline sends), else ``unknown``."""
-    key = (header(headers, b"x-meterline-tool"), header(headers, b"user-agent"),
-           header(headers, b"x-title"))
+    named = agent = title = None
+    for name, value in headers:  # one pass for the three (the first of each counts)
+        if name == b"user-agent":
+            agent = value if agent is None else agent
+        elif name == b"x-meterline-tool":
+            named = value if named is None else named
+        elif name == b"x-title":
+            title = value if title is None else title
+    key = (named, agent, title)
     tool = _TOOLS_SEEN.get(key)
     if tool is None:
         # A tool sends the same headers on every request: the patterns run once per tool.
         if len(_TOOLS_SEEN) >= 256:
             _TOOLS_SEEN.clear()
-        tool = _TOOLS_SEEN[key] = _tool_from(*key)
+        tool = _TOOLS_SEEN[key] = _tool_from(*(None if v is None else v.decode("latin-1")
+                                               for v in key))
     return tool
 
 
-_TOOLS_SEEN: dict[tuple[str | None, str | None, str | None], str] = {}
+_TOOLS_SEEN: dict[tuple[bytes | None, bytes | None, bytes | None], str] = {}
 
 
 def _tool_from(named: str | None, agent: str | None, title: str | None) -> str:
