@@ -78,6 +78,8 @@ class Lease:
     over_tokens: int = 0
     #: The lease ends at a budget window's reset, not at the end of its life.
     ends_at_reset: bool = False
+    #: A successor was refused (too near a limit): this lease is used up, not renewed.
+    successor_refused: bool = False
     #: The last budgets list found equal to ``budgets`` (callers hand the same list over
     #: while their budgets are unchanged: no comparison per call), and ``current_statuses``
     #: as of the last settle.
@@ -100,6 +102,8 @@ class Lease:
 
     def running_low(self, cost_micro: int, tokens: int, at_ms: int) -> bool:
         """Whether it is time to grant the next lease (see ``RENEW_AT_CALLS``)."""
+        if self.successor_refused:
+            return False
         return (self.free_cost < RENEW_AT_CALLS * cost_micro
                 or self.free_tokens < RENEW_AT_CALLS * tokens
                 # (A lease that ends at a window's reset is not renewed early: its successor

@@ -468,8 +468,9 @@ class Store:
         try:
             done, lease = self._write_now(functools.partial(_renew_lease, template=template,
                                                             frozen=frozen))
-        except _NoSuccessor:
-            return  # near a limit: the old lease's pieces, then one reservation per call
+        except _NoSuccessor:  # near a limit: the old lease's pieces, then one row per call
+            frozen.successor_refused = True  # (not asked again for each of its pieces)
+            return
         except StoreError as exc:
             log.warning("could not renew the budget lease: %s", exc)
             return

@@ -230,7 +230,10 @@ async def test_no_successor_near_the_limit_keeps_the_lease_in_hand(tmp_path: Pat
         await asyncio.sleep(0)  # the renewal finds no room for a successor: rolled back
         assert rows(path) == [(32_000, 0)]
         more = handed_out_at_once(proxy, budgets, 1_000, 0)
-        assert more.id == pieces[0].id  # still the lease in hand
+        assert more.id == pieces[0].id  # still the lease in hand ...
+        assert proxy._lease is not None
+        assert proxy._lease.successor_refused  # ... which is not offered a successor again
+        assert not proxy._renewing
         for piece in [*pieces, more]:
             await proxy.settle(piece, [spent(1_000)])
 
