@@ -50,6 +50,19 @@ class SSESplitter:
         expression per line."""
         events = []
         for block in chunk[:-2].split(b"\n\n"):
+            if block.startswith(b"data: ") and b"\n" not in block:
+                # One data line, as every OpenAI chunk: no field to parse but that one.
+                events.append(Event("", block[6:].decode("utf-8", "replace"),
+                                    block + b"\n\n"))
+                continue
+            if block.startswith(b"event: ") and block.count(b"\n") == 1:
+                # A name and one data line, as every Anthropic and Responses event.
+                first, second = block.split(b"\n")
+                if second.startswith(b"data: "):
+                    events.append(Event(first[7:].decode("utf-8", "replace"),
+                                        second[6:].decode("utf-8", "replace"),
+                                        block + b"\n\n"))
+                    continue
             for line in block.split(b"\n"):
                 self._field(line)
             events.append(Event(self._name, "\n".join(self._data), block + b"\n\n"))

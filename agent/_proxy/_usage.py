@@ -215,7 +215,7 @@ class OpenAIChatStream(StreamMeter):
         data = event.data
         if not data:
             return Verdict.FORWARD
-        if data.strip() == "[DONE]":
+        if data == "[DONE]" or (len(data) < 32 and data.strip() == "[DONE]"):
             self.tally.complete = True
             return Verdict.HOLD
         chunk = _loads(data)

@@ -264,7 +264,8 @@ def test_splitter_joins_multi_line_data_and_skips_comments() -> None:
 
 _SSE_LINE = st.one_of(
     st.sampled_from(["data: {\"a\": 1}", "data:", "data", ": keep-alive", "event: x",
-                     "event:y", "id: 7", "data:  two spaces", "data: [DONE]", ""]),
+                     "event:y", "event: ", "event:  two", "id: 7", "data:  two spaces",
+                     "data: [DONE]", ""]),
     st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
             max_size=12).map(lambda t: "data: " + t),
 )
