@@ -142,7 +142,6 @@ def _thresholds(provider_id: str | None, model: str, hour: int) -> tuple[int, ..
     return tuple(sorted(starts))
 
 
-@lru_cache(maxsize=4096)
 def _band_prices(provider_id: str | None, model: str, hour: int, band: int
                  ) -> tuple[Decimal, ...] | None:
     """Dollars per token of (fresh input, cache reads, 5-minute writes, 1-hour writes,

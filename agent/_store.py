@@ -432,10 +432,8 @@ class Store:
                         if not self._renewing and self._lease.running_low(
                                 cost_micro, tokens, at):
                             self._renewing = True
-                            loop = asyncio.get_running_loop()
-                            loop.call_soon(self._renew, _Wanted(
-                                tuple(budgets), cost_micro, tokens, ttl_ms,
-                                loop.create_future(), lease=True))
+                            asyncio.get_running_loop().call_soon(
+                                self._renew, tuple(budgets), Usage(cost_micro, tokens), ttl_ms)
                         return piece
                 if self._granting is None:
                     break
@@ -455,7 +453,7 @@ class Store:
             raise result
         return result
 
-    def _renew(self, template: _Wanted) -> None:
+    def _renew(self, budgets: tuple[Budget, ...], piece: Usage, ttl_ms: int) -> None:
         """Grant the successor of a lease running low, now, before a request finds it empty
         and has to wait for a grant (with the requests of its burst). Only when the writer is
         idle and no grant is under way: otherwise, or if this process cannot take the write
@@ -466,8 +464,8 @@ class Store:
                 or self._writing or not self._queue.empty()):
             return
         try:
-            done, lease = self._write_now(functools.partial(_renew_lease, template=template,
-                                                            frozen=frozen))
+            done, lease = self._write_now(functools.partial(
+                _renew_lease, budgets=budgets, piece=piece, ttl_ms=ttl_ms, frozen=frozen))
         except _NoSuccessor:  # near a limit: the old lease's pieces, then one row per call
             frozen.successor_refused = True  # (not asked again for each of its pieces)
             return
@@ -666,7 +664,8 @@ def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted], frozen: Lease | N
     budgets = batch[0].budgets
     if all(wanted.lease and wanted.budgets == budgets for wanted in batch):
         granted = statuses_for[budgets] = run_plan(plan_statuses(list(budgets), at), db)
-        lease = _grant_lease(db, batch, granted, held, at)
+        lease = _grant_lease(db, budgets, [Usage(w.cost_micro, w.tokens) for w in batch],
+                             max(wanted.ttl_ms for wanted in batch), granted, held, at)
         if lease is not None:
             return lease
     results: list[Reservation | BudgetBlocked] = []
@@ -690,19 +689,19 @@ def _reserve_all(db: sqlite3.Connection, batch: list[_Wanted], frozen: Lease | N
     return results
 
 
-def _grant_lease(db: sqlite3.Connection, batch: list[_Wanted], statuses: list[BudgetStatus],
-                 held: Usage, at: int) -> Lease | None:
-    """Write a lease row for calls like the batch's, if one is small beside the room left."""
-    size = lease_size(statuses, held, [Usage(w.cost_micro, w.tokens) for w in batch])
+def _grant_lease(db: sqlite3.Connection, budgets: tuple[Budget, ...], pieces: list[Usage],
+                 ttl_ms: int, statuses: list[BudgetStatus], held: Usage, at: int
+                 ) -> Lease | None:
+    """Write a lease row for calls like ``pieces``, if one is small beside the room left."""
+    size = lease_size(statuses, held, pieces)
     if size is None:
         return None
     until = lease_until(statuses, at)
-    lease = Lease(new_id(), batch[0].budgets, tuple(statuses), until, size.cost_micro,
+    lease = Lease(new_id(), budgets, tuple(statuses), until, size.cost_micro,
                   size.tokens,
                   ends_at_reset=any(s.window.resets_at_ms == until for s in statuses))
     db.execute("INSERT INTO reservations VALUES (?,?,?,?,?)",
-               (lease.id, size.cost_micro, size.tokens, at,
-                until + max(wanted.ttl_ms for wanted in batch)))
+               (lease.id, size.cost_micro, size.tokens, at, until + ttl_ms))
     return lease
 
 
@@ -710,14 +709,15 @@ class _NoSuccessor(Exception):
     """A lease's successor cannot be granted (too near a limit): undo, keep the old one."""
 
 
-def _renew_lease(db: sqlite3.Connection, template: _Wanted, frozen: Lease) -> Lease:
-    """Replace ``frozen`` (running low) by a new lease for calls like ``template``, in one
+def _renew_lease(db: sqlite3.Connection, budgets: tuple[Budget, ...], piece: Usage,
+                 ttl_ms: int, frozen: Lease) -> Lease:
+    """Replace ``frozen`` (running low) by a new lease for calls like ``piece``, in one
     transaction; raise ``_NoSuccessor`` (rolled back) when none would be granted now."""
     at = now_ms()
     db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
     _return_lease(db, frozen)
-    statuses = run_plan(plan_statuses(list(template.budgets), at), db)
-    lease = _grant_lease(db, [template], statuses, q.reserved(db, at), at)
+    statuses = run_plan(plan_statuses(list(budgets), at), db)
+    lease = _grant_lease(db, budgets, [piece], ttl_ms, statuses, q.reserved(db, at), at)
     if lease is None:
         raise _NoSuccessor
     return lease
