@@ -54,11 +54,13 @@ BUDGET = "[[budgets]]\nname = 'bench'\nperiod = 'day'\nlimit_usd = 1000000\nmode
 
 class Service:
     def __init__(self, name: str, args: list[str], env: dict[str, str],
-                 ready: Callable[[str], str | None] | None, stream: str = "stdout") -> None:
+                 ready: Callable[[str], str | None] | None, stream: str = "stdout",
+                 cwd: Path = ROOT) -> None:
         """``ready`` finds the service's base URL in a line of its output; None: the caller
-        waits for the service itself."""
+        waits for the service itself. ``cwd``: where it runs (``python -m`` imports from
+        there first)."""
         self.name = name
-        self.proc = subprocess.Popen(args, env={**os.environ, **env}, text=True, cwd=ROOT,
+        self.proc = subprocess.Popen(args, env={**os.environ, **env}, text=True, cwd=cwd,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         pipe = self.proc.stdout if stream == "stdout" else self.proc.stderr
         assert pipe is not None
@@ -102,7 +104,7 @@ def start_meterline(origin: str, home: Path, config: str = "", root: Path = ROOT
 
     return Service("meterline", [sys.executable, "-m", "agent", "agent", "--proxy-port", "0"],
                    {"METERLINE_HOME": str(home), "METERLINE_UPSTREAM_OPENAI": origin,
-                    "PYTHONPATH": str(root)}, ready, stream="stderr")
+                    "PYTHONPATH": str(root)}, ready, stream="stderr", cwd=root)
 
 
 class _RelayUp(asyncio.Protocol):
