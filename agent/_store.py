@@ -36,7 +36,7 @@ from agent._budget import Usage, admits, from_ms
 from agent._errors import BudgetBlocked, StoreError
 from agent._events import Call, SuggestionEvent
 from agent._ids import new_id
-from agent._lease import Lease, Reservation, lease_size, lease_until
+from agent._lease import RENEW_NOW_AT_CALLS, Lease, Reservation, lease_size, lease_until
 from agent._schema import BUSY_TIMEOUT_MS, connect, migrate, pragma_statements
 from agent._status import (
     StatusReport,
@@ -145,6 +145,12 @@ class Store:
         self._granting: asyncio.Future[None] | None = None
         #: The successor of a lease running low is to be granted (``_renew``).
         self._renewing = False
+        #: The lease in hand runs low: the successor is asked for after the next settle,
+        #: for calls like (budgets, piece, reservation TTL).
+        self._renew_due: tuple[Lease, tuple[Budget, ...], Usage, int] | None = None
+        #: Leases replaced whose unused room has not been given back yet: the next write of
+        #: this process gives it back, in its transaction (see ``_submit``).
+        self._retired: list[Lease] = []
         self._closing = False
         #: A batch is running in the writer's thread: the connection is not ours to use.
         self._writing = False
@@ -194,9 +200,10 @@ class Store:
         self._closing = True
         while self._granting is not None:  # a lease being granted is given back too
             await asyncio.shield(self._granting)
-        if self._lease is not None:  # its unused room stops holding budget now
+        if self._lease is not None or self._retired:  # their unused room stops holding
+            leases = (self._lease,) if self._lease is not None else ()  # budget now
             with contextlib.suppress(StoreError, sqlite3.Error):
-                await self._submit(functools.partial(_return_lease, lease=self._lease))
+                await self._submit(functools.partial(_return_leases, leases=leases))
             self._lease = None
         self._closed = True
         await self._queue.join()
@@ -219,18 +226,35 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
 
     async def _submit(self, op: Op, *, small: bool = False) -> Any:
-        """Commit ``op``; ``small``: a few rows by key, cheap enough for the loop's thread."""
+        """Commit ``op``; ``small``: a few rows by key, cheap enough for the loop's thread.
+
+        Leases retired since the last write give their unused room back in the same
+        transaction (put back for the next write if it fails)."""
         if self._closed:
             raise StoreError("the store is closed")
+        retired = self._retired
+        if retired:
+            self._retired = []
+            op = functools.partial(_after_returning, op=op, leases=tuple(retired))
         if small and not self._writing and self._queue.empty():
-            done, result = self._write_now(op)
+            try:
+                done, result = self._write_now(op)
+            except BaseException:
+                self._retired += retired  # rolled back: still to be given back
+                raise
             if done:
                 return result
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if retired:
+            future.add_done_callback(functools.partial(self._unless_committed, retired))
         self._queue.put_nowait((op, future))
         # Shielded: a caller cancelled mid-write (an LSP $/cancelRequest, a client that went
         # away) must not undo a write that is already queued; the call was still made.
         return await asyncio.shield(future)
+
+    def _unless_committed(self, retired: list[Lease], future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._retired += retired
 
     def _write_now(self, op: Op) -> tuple[bool, Any]:
         """Run ``op`` in its own transaction here and now, if the write lock is free at once.
@@ -429,11 +453,15 @@ class Store:
                     at = now_ms()
                     piece = self._lease.take(budgets, cost_micro, tokens, at)
                     if piece is not None:
-                        if not self._renewing and self._lease.running_low(
-                                cost_micro, tokens, at):
-                            self._renewing = True
-                            asyncio.get_running_loop().call_soon(
-                                self._renew, tuple(budgets), Usage(cost_micro, tokens), ttl_ms)
+                        if not self._renewing and self._granting is None and \
+                                self._lease.running_low(cost_micro, tokens, at):
+                            due = (self._lease, tuple(budgets), Usage(cost_micro, tokens),
+                                   ttl_ms)
+                            if self._lease.running_low(cost_micro, tokens, at,
+                                                       RENEW_NOW_AT_CALLS):
+                                self._renew_soon(due)
+                            else:
+                                self._renew_due = due
                         return piece
                 if self._granting is None:
                     break
@@ -453,27 +481,53 @@ class Store:
             raise result
         return result
 
-    def _renew(self, budgets: tuple[Budget, ...], piece: Usage, ttl_ms: int) -> None:
-        """Grant the successor of a lease running low, now, before a request finds it empty
-        and has to wait for a grant (with the requests of its burst). Only when the writer is
-        idle and no grant is under way: otherwise, or if this process cannot take the write
-        lock at once, the lease runs out and the next request asks, as without renewal."""
+    def _renew_soon(self, due: tuple[Lease, tuple[Budget, ...], Usage, int]) -> None:
+        self._renew_due = None
+        self._renewing = True
+        asyncio.get_running_loop().call_soon(self._renew, *due)
+
+    def _renew(self, low: Lease, budgets: tuple[Budget, ...], piece: Usage, ttl_ms: int
+               ) -> None:
+        """Grant the successor of ``low``, the lease running low, before a request finds it
+        empty and has to wait for a grant (with the requests of its burst). Asked for after
+        the next settle (a response done: not in the middle of a burst, whose requests it
+        would hold up), or at once when the lease is nearly empty (``RENEW_NOW_AT_CALLS``).
+
+        The grant is a write like any other, in the writer's thread: the event loop goes on
+        serving requests meanwhile, which go on taking pieces of the lease in hand; one that
+        finds it empty waits for the successor (``_granting``). Once the successor is in
+        hand, the old lease is retired: it gives no more pieces, and the next write gives
+        its unused room back (``_submit``). Near a limit no successor is granted: the lease
+        in hand is used up, then each call has its own reservation, as without renewal."""
         self._renewing = False
         frozen = self._lease
-        if (frozen is None or self._closing or self._granting is not None or self._wanted
-                or self._writing or not self._queue.empty()):
+        if (frozen is not low or self._closing or self._granting is not None
+                or self._wanted):
             return
-        try:
-            done, lease = self._write_now(functools.partial(
-                _renew_lease, budgets=budgets, piece=piece, ttl_ms=ttl_ms, frozen=frozen))
-        except _NoSuccessor:  # near a limit: the old lease's pieces, then one row per call
-            frozen.successor_refused = True  # (not asked again for each of its pieces)
-            return
-        except StoreError as exc:
-            log.warning("could not renew the budget lease: %s", exc)
-            return
-        if done:
-            self._lease = lease
+        granting = self._granting = asyncio.get_running_loop().create_future()
+        grant = asyncio.ensure_future(self._submit(functools.partial(
+            _renew_lease, budgets=budgets, piece=piece, ttl_ms=ttl_ms)))
+        grant.add_done_callback(functools.partial(self._renewed, frozen, granting))
+
+    def _renewed(self, frozen: Lease, granting: asyncio.Future[None],
+                 grant: asyncio.Future[Lease | None]) -> None:
+        successor: Lease | None = None
+        if grant.cancelled():
+            log.warning("could not renew the budget lease: cancelled")
+        elif grant.exception() is not None:
+            log.warning("could not renew the budget lease: %s", grant.exception())
+        elif (successor := grant.result()) is None:
+            # Near a limit: the pieces left, then one row per call (and not asked again
+            # for each piece of this lease).
+            frozen.successor_refused = True
+        if successor is not None:
+            if self._lease is frozen and not self._closing:
+                self._lease = successor
+                self._retired.append(frozen)
+            else:  # closing, or a grant replaced the lease meanwhile: not needed
+                self._retired.append(successor)
+        self._granting = None
+        granting.set_result(None)
 
     def _reserve_wanted(self) -> None:
         batch, self._wanted = self._wanted, []
@@ -553,6 +607,8 @@ class Store:
                 tokens += call.total_tokens
                 unknown += call.cost_micro_usd is None
             self._lease.note_settled(reservation, Usage(cost, tokens, len(calls), unknown))
+        if self._renew_due is not None and not self._renewing:  # (the response is done)
+            self._renew_soon(self._renew_due)
         return result
 
     async def release(self, reservation: Reservation) -> None:
@@ -638,6 +694,17 @@ class _Wanted:
 _Answer = list[Reservation | BudgetBlocked] | Lease
 
 
+def _return_leases(db: sqlite3.Connection, leases: Sequence[Lease]) -> None:
+    for lease in leases:
+        _return_lease(db, lease)
+
+
+def _after_returning(db: sqlite3.Connection, op: Op, leases: Sequence[Lease]) -> Any:
+    """Give retired leases' unused room back, then run ``op``: one transaction."""
+    _return_leases(db, leases)
+    return op(db)
+
+
 def _return_lease(db: sqlite3.Connection, lease: Lease) -> None:
     """Give back the room of a lease that no piece will be taken from any more."""
     unheld = lease.unheld()
@@ -705,22 +772,14 @@ def _grant_lease(db: sqlite3.Connection, budgets: tuple[Budget, ...], pieces: li
     return lease
 
 
-class _NoSuccessor(Exception):
-    """A lease's successor cannot be granted (too near a limit): undo, keep the old one."""
-
-
 def _renew_lease(db: sqlite3.Connection, budgets: tuple[Budget, ...], piece: Usage,
-                 ttl_ms: int, frozen: Lease) -> Lease:
-    """Replace ``frozen`` (running low) by a new lease for calls like ``piece``, in one
-    transaction; raise ``_NoSuccessor`` (rolled back) when none would be granted now."""
+                 ttl_ms: int) -> Lease | None:
+    """A successor, for calls like ``piece``, to the lease in hand, which goes on giving
+    pieces meanwhile: its whole row counts as held. None when none would be granted now."""
     at = now_ms()
     db.execute("DELETE FROM reservations WHERE expires_ms <= ?", (at,))
-    _return_lease(db, frozen)
     statuses = run_plan(plan_statuses(list(budgets), at), db)
-    lease = _grant_lease(db, budgets, [piece], ttl_ms, statuses, q.reserved(db, at), at)
-    if lease is None:
-        raise _NoSuccessor
-    return lease
+    return _grant_lease(db, budgets, [piece], ttl_ms, statuses, q.reserved(db, at), at)
 
 
 def _refusal(spec: Budget, status: BudgetStatus, held: Usage) -> BudgetBlocked:
