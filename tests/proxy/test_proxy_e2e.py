@@ -310,6 +310,11 @@ def test_attribution_from_user_agent_and_header(proxy: ProxyProcess) -> None:
     first, second = stored_calls(proxy.home)
     assert (first["tool"], first["kind"]) == ("claude-code", "agent")
     assert (second["tool"], second["kind"]) == ("nightly-job", "chat")
+    # One log line per call, with the tool (made shortly after the response).
+    assert wait_for(lambda: any("POST /openai/v1/chat/completions 200 ok nightly-job gpt-4o "
+                                in line for line in proxy.log))
+    assert any("POST /anthropic/v1/messages 200 ok claude-code claude-sonnet-4-5 " in line
+               for line in proxy.log)
 
 
 def test_vendor_quota_reaches_meterline_status(proxy: ProxyProcess) -> None:

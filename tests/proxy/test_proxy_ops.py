@@ -237,6 +237,9 @@ def test_sigterm_lets_a_response_in_flight_finish(meterline_home: Path,
     assert body.endswith(b"data: [DONE]\n\n")
     assert proxy.stop() == 0
     assert "meterline agent: stopped" in proxy.log
+    # The call's line, made after the response (off its path), is not lost at the stop.
+    assert any(f"POST /openai/v1/chat/completions 200 ok unknown gpt-4o in={USAGE['input']} "
+               in line for line in proxy.log), proxy.log
     (row,) = stored_calls(meterline_home)
     assert (row["status"], row["estimated"], row["output_tokens"]) == ("ok", 0, USAGE["output"])
 
