@@ -197,6 +197,14 @@ def handed_out_at_once(store: Store, budgets: list[Budget], cost: int, tokens: i
     raise AssertionError("the reservation waited")
 
 
+async def pieces_of_one_lease(store: Store, budgets: list[Budget], count: int,
+                              tokens: int = 10) -> list[lease_module.Reservation]:
+    """The first piece (granting the lease), then ``count - 1`` more handed out at once."""
+    first = await store.reserve(budgets, cost_micro=1_000, tokens=tokens, lease=True)
+    return [first] + [handed_out_at_once(store, budgets, 1_000, tokens)
+                      for _ in range(count - 1)]
+
+
 async def renewal_done(store: Store) -> None:
     """Let a renewal scheduled by the last piece run (in the writer's thread) to its end."""
     await asyncio.sleep(0)
@@ -209,15 +217,16 @@ async def test_a_lease_running_low_is_replaced_before_anyone_waits_for_a_grant(
     path = tmp_path / "s.db"
     budgets = enforced(100.0)
     async with await Store.open(path) as store:
-        first = await store.reserve(budgets, cost_micro=1_000, tokens=10, lease=True)
-        old = [first] + [handed_out_at_once(store, budgets, 1_000, 10) for _ in range(15)]
+        old = await pieces_of_one_lease(store, budgets, 16)
+        first = old[0]
         await renewal_done(store)
         assert rows(path) == [(32_000, 320)]  # 16 of 32 left: not low yet
         old.append(handed_out_at_once(store, budgets, 1_000, 10))  # 15 left: low ...
         await asyncio.sleep(0)
         assert store._granting is None  # ... its successor is asked for after a response,
         await store.settle(old[0], [spent(1_000)])  # not in the middle of a burst
-        assert store._lease is not None and store._lease.id == first.id
+        assert store._lease is not None
+        assert store._lease.id == first.id
         await asyncio.sleep(0)
         assert store._granting is not None  # the successor is granted in the writer's thread
         # while the lease in hand goes on giving pieces, without waiting.
@@ -243,15 +252,16 @@ async def test_a_lease_nearly_empty_is_renewed_at_once(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     budgets = enforced(100.0)
     async with await Store.open(path) as store:
-        first = await store.reserve(budgets, cost_micro=1_000, tokens=10, lease=True)
-        pieces = [first] + [handed_out_at_once(store, budgets, 1_000, 10) for _ in range(27)]
+        pieces = await pieces_of_one_lease(store, budgets, 28)
+        first = pieces[0]
         await asyncio.sleep(0)
         assert store._granting is None  # 4 left: low, but no settle came yet
         pieces.append(handed_out_at_once(store, budgets, 1_000, 10))  # 3 left
         await asyncio.sleep(0)
         assert store._granting is not None  # asked for without waiting for a settle
         await renewal_done(store)
-        assert store._lease is not None and store._lease.id != first.id
+        assert store._lease is not None
+        assert store._lease.id != first.id
         for piece in pieces:
             await store.settle(piece, [spent(1_000)])
 
@@ -261,16 +271,17 @@ async def test_a_piece_that_finds_the_lease_empty_waits_for_the_renewal(
     path = tmp_path / "s.db"
     budgets = enforced(100.0)
     async with await Store.open(path) as store:
-        first = await store.reserve(budgets, cost_micro=1_000, tokens=10, lease=True)
-        pieces = [first] + [handed_out_at_once(store, budgets, 1_000, 10) for _ in range(31)]
+        pieces = await pieces_of_one_lease(store, budgets, 32)
+        first = pieces[0]
         assert {piece.id for piece in pieces} == {first.id}  # the lease is empty now
         assert store._granting is None
-        await asyncio.sleep(0)  # the renewal (scheduled by the 17th piece) starts
+        await asyncio.sleep(0)  # the renewal (asked for by the 29th piece: 3 left) starts
         assert store._granting is not None
         waiting = asyncio.ensure_future(
             store.reserve(budgets, cost_micro=1_000, tokens=10, lease=True))
         piece = await waiting  # from the successor: no grant of its own
-        assert piece.id != first.id and piece.lease
+        assert piece.id != first.id
+        assert piece.lease
         assert len(rows(path)) == 2
         for each in [*pieces, piece]:
             await store.settle(each, [spent(1_000)])
@@ -291,7 +302,8 @@ async def test_no_successor_near_the_limit_keeps_the_lease_in_hand(tmp_path: Pat
         assert more.id == pieces[0].id  # still the lease in hand ...
         assert proxy._lease is not None
         assert proxy._lease.successor_refused  # ... which is not offered a successor again
-        assert not proxy._renewing and proxy._renew_due is None
+        assert not proxy._renewing
+        assert proxy._renew_due is None
         for piece in [*pieces, more]:
             await proxy.settle(piece, [spent(1_000)])
 
