@@ -36,11 +36,8 @@ LEASE_CALLS = 32
 LEASE_SHARE = 4
 #: A lease with room left for fewer calls like the latest than this, or less life than
 #: ``RENEW_BEFORE_MS``, is replaced in the background (``Store`` does it) before it runs out:
-#: a burst of requests never waits for a grant while the lease in hand still has room. The
-#: successor is asked for after the next settle (when a response is done, not in the middle
-#: of a burst of requests), or at once when fewer than ``RENEW_NOW_AT_CALLS`` are left.
+#: a burst of requests never waits for a grant while the lease in hand still has room.
 RENEW_AT_CALLS = LEASE_CALLS // 2
-RENEW_NOW_AT_CALLS = LEASE_CALLS // 8
 RENEW_BEFORE_MS = 2_000
 
 
@@ -103,14 +100,12 @@ class Lease:
         self.free_tokens -= tokens
         return Reservation(self.id, cost_micro, tokens, self.current_statuses(), lease=True)
 
-    def running_low(self, cost_micro: int, tokens: int, at_ms: int,
-                    calls: int = RENEW_AT_CALLS) -> bool:
-        """Whether it is time to grant the next lease: room left for fewer than ``calls``
-        calls like the latest, or little life left (see ``RENEW_AT_CALLS``)."""
+    def running_low(self, cost_micro: int, tokens: int, at_ms: int) -> bool:
+        """Whether it is time to grant the next lease (see ``RENEW_AT_CALLS``)."""
         if self.successor_refused:
             return False
-        return (self.free_cost < calls * cost_micro
-                or self.free_tokens < calls * tokens
+        return (self.free_cost < RENEW_AT_CALLS * cost_micro
+                or self.free_tokens < RENEW_AT_CALLS * tokens
                 # (A lease that ends at a window's reset is not renewed early: its successor
                 # would end there too.)
                 or (not self.ends_at_reset and self.until_ms - at_ms < RENEW_BEFORE_MS))

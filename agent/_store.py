@@ -36,7 +36,7 @@ from agent._budget import Usage, admits, from_ms
 from agent._errors import BudgetBlocked, StoreError
 from agent._events import Call, SuggestionEvent
 from agent._ids import new_id
-from agent._lease import RENEW_NOW_AT_CALLS, Lease, Reservation, lease_size, lease_until
+from agent._lease import Lease, Reservation, lease_size, lease_until
 from agent._schema import BUSY_TIMEOUT_MS, connect, migrate, pragma_statements
 from agent._status import (
     StatusReport,
@@ -145,9 +145,6 @@ class Store:
         self._granting: asyncio.Future[None] | None = None
         #: The successor of a lease running low is to be granted (``_renew``).
         self._renewing = False
-        #: The lease in hand runs low: the successor is asked for after the next settle,
-        #: for calls like (budgets, piece, reservation TTL).
-        self._renew_due: tuple[Lease, tuple[Budget, ...], Usage, int] | None = None
         #: Leases replaced whose unused room has not been given back yet: the next write of
         #: this process gives it back, in its transaction (see ``_submit``).
         self._retired: list[Lease] = []
@@ -455,13 +452,10 @@ class Store:
                     if piece is not None:
                         if not self._renewing and self._granting is None and \
                                 self._lease.running_low(cost_micro, tokens, at):
-                            due = (self._lease, tuple(budgets), Usage(cost_micro, tokens),
-                                   ttl_ms)
-                            if self._lease.running_low(cost_micro, tokens, at,
-                                                       RENEW_NOW_AT_CALLS):
-                                self._renew_soon(due)
-                            else:
-                                self._renew_due = due
+                            self._renewing = True
+                            asyncio.get_running_loop().call_soon(
+                                self._renew, self._lease, tuple(budgets),
+                                Usage(cost_micro, tokens), ttl_ms)
                         return piece
                 if self._granting is None:
                     break
@@ -481,21 +475,16 @@ class Store:
             raise result
         return result
 
-    def _renew_soon(self, due: tuple[Lease, tuple[Budget, ...], Usage, int]) -> None:
-        self._renew_due = None
-        self._renewing = True
-        asyncio.get_running_loop().call_soon(self._renew, *due)
-
     def _renew(self, low: Lease, budgets: tuple[Budget, ...], piece: Usage, ttl_ms: int
                ) -> None:
         """Grant the successor of ``low``, the lease running low, before a request finds it
-        empty and has to wait for a grant (with the requests of its burst). Asked for after
-        the next settle (a response done: not in the middle of a burst, whose requests it
-        would hold up), or at once when the lease is nearly empty (``RENEW_NOW_AT_CALLS``).
+        empty and has to wait for a grant (with the requests of its burst).
 
         The grant is a write like any other, in the writer's thread: the event loop goes on
-        serving requests meanwhile, which go on taking pieces of the lease in hand; one that
-        finds it empty waits for the successor (``_granting``). Once the successor is in
+        serving requests meanwhile (the request whose piece found the lease low goes on to
+        its upstream, and the grant is made while it waits for the answer), which go on
+        taking pieces of the lease in hand; one that finds it empty waits for the successor
+        (``_granting``). Once the successor is in
         hand, the old lease is retired: it gives no more pieces, and the next write gives
         its unused room back (``_submit``). Near a limit no successor is granted: the lease
         in hand is used up, then each call has its own reservation, as without renewal."""
@@ -607,8 +596,6 @@ class Store:
                 tokens += call.total_tokens
                 unknown += call.cost_micro_usd is None
             self._lease.note_settled(reservation, Usage(cost, tokens, len(calls), unknown))
-        if self._renew_due is not None and not self._renewing:  # (the response is done)
-            self._renew_soon(self._renew_due)
         return result
 
     async def release(self, reservation: Reservation) -> None:
