@@ -1,8 +1,10 @@
 """Read-side SQL, shared by the synchronous readers (status, dashboard) and the async writer.
 
 Every function takes an open ``sqlite3``-style connection (or returns SQL and parameters for
-one) and never scans the whole ``calls`` table: budget sums come from the 15-minute rollup,
-plus the few calls at the ragged edges of a window, found through the ``ts`` index.
+one) and never scans the whole ``calls`` table: budget sums come from the rollups, plus the
+few calls at the ragged edges of a window, found through the ``ts`` index, plus the calls
+stored since the last roll-up (``agent._schema.roll_up``), found through ``seq`` — in the same
+statement as the rollups, so that a roll-up committing meanwhile is seen wholly or not at all.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sqlite3
 from typing import Any, NamedTuple
 
 from agent._budget import Usage
-from agent._schema import BUCKET_MS, DAY_MS, HOUR_MS
+from agent._schema import BUCKET_MS, DAY_MS, HOUR_MS, UNROLLED
 
 _EDGE = ("SELECT COUNT(*) AS n, COALESCE(SUM(total_tokens), 0) AS t,"
          " COALESCE(SUM(cost_micro_usd), 0) AS c,"
@@ -19,6 +21,12 @@ _EDGE = ("SELECT COUNT(*) AS n, COALESCE(SUM(total_tokens), 0) AS t,"
 _ROLLUP = ("SELECT COALESCE(SUM(calls), 0) AS n, COALESCE(SUM(tokens), 0) AS t,"
            " COALESCE(SUM(cost_micro_usd), 0) AS c, COALESCE(SUM(unknown_cost_calls), 0) AS u"
            " FROM {table} WHERE {key} >= ? AND {key} < ?")
+#: The calls of ``[lo, hi)`` not rolled up yet (``+ts``: found by ``seq``, never by a scan of
+#: the ``ts`` index over a whole window).
+_UNROLLED = ("SELECT COUNT(*) AS n, COALESCE(SUM(total_tokens), 0) AS t,"
+             " COALESCE(SUM(cost_micro_usd), 0) AS c,"
+             f" COALESCE(SUM(cost_micro_usd IS NULL), 0) AS u FROM calls WHERE {UNROLLED}"
+             " AND +ts >= ? AND +ts < ?")
 #: Rollup levels, coarsest first: (bucket width, table, key column).
 _LEVELS = ((DAY_MS, "usage_1d", "day"), (BUCKET_MS, "usage_15m", "bucket"))
 
@@ -37,6 +45,7 @@ def _cover(lo: int, hi: int, level: int) -> list[tuple[str, tuple[int, int]]]:
         return _cover(lo, hi, level + 1)
     return [*_cover(lo, first, level + 1),
             (_ROLLUP.format(table=table, key=key), (first, last)),
+            (_UNROLLED, (first, last)),
             *_cover(last, hi, level + 1)]
 
 
@@ -104,12 +113,17 @@ def breakdown(db: sqlite3.Connection, start_ms: int, end_ms: int, by: str) -> li
     """Usage per ``tool``, ``model`` or ``provider`` over whole hours of the hourly rollup."""
     if by not in ("tool", "model", "provider"):
         raise ValueError(f"cannot break usage down by {by!r}")
+    first = start_ms - start_ms % HOUR_MS
     rows = db.execute(
-        f"SELECT {by}, SUM(calls), SUM(input_tokens + output_tokens + cache_read_tokens"
-        " + cache_write_tokens), SUM(cost_micro_usd), SUM(unknown_cost_calls)"
-        f" FROM usage_hourly WHERE hour >= ? AND hour < ? GROUP BY {by}"
-        " ORDER BY SUM(cost_micro_usd) DESC, SUM(calls) DESC",
-        (start_ms - start_ms % HOUR_MS, end_ms))
+        f"SELECT {by}, SUM(n), SUM(t), SUM(c), SUM(u) FROM ("
+        f"SELECT {by}, calls AS n, input_tokens + output_tokens + cache_read_tokens"
+        " + cache_write_tokens AS t, cost_micro_usd AS c, unknown_cost_calls AS u"
+        " FROM usage_hourly WHERE hour >= ? AND hour < ?"
+        f" UNION ALL SELECT {by}, 1, total_tokens, COALESCE(cost_micro_usd, 0),"
+        f" cost_micro_usd IS NULL FROM calls WHERE {UNROLLED}"
+        f" AND +ts >= ? AND +ts - +ts % {HOUR_MS} < ?"
+        f") GROUP BY {by} ORDER BY SUM(c) DESC, SUM(n) DESC",
+        (first, end_ms, first, end_ms))
     return [Breakdown(str(k), int(n), int(t), int(c), int(u)) for k, n, t, c, u in rows]
 
 
@@ -120,8 +134,13 @@ def usage_series(db: sqlite3.Connection, start_ms: int, end_ms: int, step_ms: in
     slots = max(1, -(-(end_ms - start_ms) // step_ms))
     base = start_ms - start_ms % BUCKET_MS
     series = [Usage() for _ in range(slots)]
-    rows = db.execute("SELECT bucket, calls, tokens, cost_micro_usd, unknown_cost_calls "
-                      "FROM usage_15m WHERE bucket >= ? AND bucket < ?", (base, end_ms))
+    rows = db.execute(
+        "SELECT bucket, calls, tokens, cost_micro_usd, unknown_cost_calls FROM usage_15m"
+        " WHERE bucket >= ? AND bucket < ?"
+        f" UNION ALL SELECT +ts - +ts % {BUCKET_MS}, 1, total_tokens,"
+        " COALESCE(cost_micro_usd, 0), cost_micro_usd IS NULL FROM calls"
+        f" WHERE {UNROLLED} AND +ts >= ? AND +ts - +ts % {BUCKET_MS} < ?",
+        (base, end_ms, base, end_ms))
     for bucket, calls, tokens, cost, unknown in rows:
         index = min(slots - 1, (bucket - base) // step_ms)
         series[index] = series[index].plus(Usage(cost, tokens, calls, unknown))

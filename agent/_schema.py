@@ -227,13 +227,81 @@ def _accepted_lines(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX accepted_lines_hash ON accepted_lines(line_hash, ts)")
 
 
+def _rollups_after_commit(db: sqlite3.Connection) -> None:
+    # The calls' rollups are no longer kept by a trigger in the transaction that stores a
+    # call (three more pages written on the path of every metered response): ``roll_up``
+    # folds the calls past ``rolled_up_seq`` into them afterwards, and readers add those
+    # calls themselves (``agent._queries``). Everything stored so far was rolled up by the
+    # trigger.
+    db.execute("DROP TRIGGER calls_rollup")
+    db.execute("""CREATE TABLE rollup_state (
+        id INTEGER PRIMARY KEY CHECK (id = 0),
+        rolled_up_seq INTEGER NOT NULL
+    )""")
+    db.execute("INSERT INTO rollup_state SELECT 0, COALESCE(MAX(seq), 0) FROM calls")
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: list[Migration] = [
     ("0001_initial", _initial),
     ("0002_import_cursors", _import_cursors),
     ("0003_accepted_lines", _accepted_lines),
+    ("0004_rollups_after_commit", _rollups_after_commit),
 ]
+
+#: The calls not yet in the rollups are those with ``seq`` above this (a scalar subquery:
+#: read in the same statement, so in the same snapshot, as the rollups it completes).
+UNROLLED = "seq > (SELECT rolled_up_seq FROM rollup_state WHERE id = 0)"
+
+_ROLL_UP = [
+    f"""INSERT INTO usage_15m
+        SELECT ts - ts % {BUCKET_MS}, COUNT(*), SUM(total_tokens),
+               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
+        FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1
+        ON CONFLICT(bucket) DO UPDATE SET
+            calls = calls + excluded.calls,
+            tokens = tokens + excluded.tokens,
+            cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+            unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls""",
+    f"""INSERT INTO usage_1d
+        SELECT ts - ts % {DAY_MS}, COUNT(*), SUM(total_tokens),
+               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
+        FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1
+        ON CONFLICT(day) DO UPDATE SET
+            calls = calls + excluded.calls,
+            tokens = tokens + excluded.tokens,
+            cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+            unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls""",
+    f"""INSERT INTO usage_hourly
+        SELECT ts - ts % {HOUR_MS}, tool, provider, model, COUNT(*), SUM(input_tokens),
+               SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
+               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
+        FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1, 2, 3, 4
+        ON CONFLICT(hour, tool, provider, model) DO UPDATE SET
+            calls = calls + excluded.calls,
+            input_tokens = input_tokens + excluded.input_tokens,
+            output_tokens = output_tokens + excluded.output_tokens,
+            cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+            cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+            unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls""",
+]
+
+
+def roll_up(db: sqlite3.Connection) -> bool:
+    """Fold the calls stored since the last roll-up into the rollups (False: there were none).
+
+    Run inside a write transaction (it reads where the last one stopped under the write
+    lock, so two processes never fold the same call twice)."""
+    done = db.execute("SELECT rolled_up_seq FROM rollup_state WHERE id = 0").fetchone()[0]
+    top = db.execute("SELECT MAX(seq) FROM calls").fetchone()[0]
+    if top is None or top <= done:
+        return False
+    for statement in _ROLL_UP:
+        db.execute(statement, (done, top))
+    db.execute("UPDATE rollup_state SET rolled_up_seq = ? WHERE id = 0", (top,))
+    return True
 
 
 def connect(path: str | os.PathLike[str], *, timeout_ms: int = BUSY_TIMEOUT_MS

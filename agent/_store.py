@@ -37,7 +37,7 @@ from agent._errors import BudgetBlocked, StoreError
 from agent._events import Call, SuggestionEvent
 from agent._ids import new_id
 from agent._lease import Lease, Reservation, lease_size, lease_until
-from agent._schema import BUSY_TIMEOUT_MS, connect, migrate, pragma_statements
+from agent._schema import BUSY_TIMEOUT_MS, connect, migrate, pragma_statements, roll_up
 from agent._status import (
     StatusReport,
     compute,
@@ -58,6 +58,8 @@ log = logging.getLogger("meterline.store")
 
 #: A reservation not settled within this time (its caller crashed) stops holding budget.
 RESERVATION_TTL_MS = 10 * 60 * 1000
+#: Calls stored are folded into the rollups at most this long after (``_roll_up_later``).
+ROLL_UP_AFTER_S = 0.2
 
 _CALL_INSERT = (
     "INSERT INTO calls (id, device_id, ts, tool, source, provider, model, kind, input_tokens, "
@@ -158,6 +160,9 @@ class Store:
         self._reader: sqlite3.Connection | None = None
         self._reader_lock = asyncio.Lock()
         self._closed = False
+        #: A roll-up is due (calls were stored, or may have been by a process that died).
+        self._roll_up_timer: asyncio.TimerHandle | None = None
+        self._roll_up_later()
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -202,6 +207,11 @@ class Store:
             with contextlib.suppress(StoreError, sqlite3.Error):
                 await self._submit(functools.partial(_return_leases, leases=leases))
             self._lease = None
+        if self._roll_up_timer is not None:  # what this process stored is rolled up now
+            self._roll_up_timer.cancel()
+            self._roll_up_timer = None
+            with contextlib.suppress(StoreError, sqlite3.Error):
+                await self._submit(roll_up)
         self._closed = True
         await self._queue.join()
         for task in (self._writer, self._checkpointer):
@@ -248,6 +258,20 @@ class Store:
         # Shielded: a caller cancelled mid-write (an LSP $/cancelRequest, a client that went
         # away) must not undo a write that is already queued; the call was still made.
         return await asyncio.shield(future)
+
+    def _roll_up_later(self) -> None:
+        """Fold the calls stored into the rollups soon, in the writer's thread: not in the
+        transaction that stores a call (three more pages to write on a response's path).
+        Until then readers add those calls themselves (``agent._queries``)."""
+        if self._roll_up_timer is None and not self._closing:
+            self._roll_up_timer = asyncio.get_running_loop().call_later(
+                ROLL_UP_AFTER_S, self._roll_up)
+
+    def _roll_up(self) -> None:
+        self._roll_up_timer = None
+        if self._closed:
+            return
+        asyncio.ensure_future(self._submit(roll_up)).add_done_callback(_roll_up_done)
 
     def _unless_committed(self, retired: list[Lease], future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -327,7 +351,11 @@ class Store:
         def op(db: sqlite3.Connection) -> InsertResult:
             return _insert(db, _CALL_INSERT, rows)
 
-        return await self._submit(op) if rows else InsertResult(0, 0)
+        if not rows:
+            return InsertResult(0, 0)
+        result: InsertResult = await self._submit(op)
+        self._roll_up_later()
+        return result
 
     async def add_suggestion_events(self, events: Sequence[SuggestionEvent],
                                     *, claims: Sequence[tuple[str, str, str]] = ()
@@ -368,7 +396,10 @@ class Store:
                 (cursor.path, cursor.file_id, cursor.offset, state, now_ms()))
             return result
 
-        return await self._submit(op)  # type: ignore[no-any-return]
+        inserted: InsertResult = await self._submit(op)
+        if rows:
+            self._roll_up_later()
+        return inserted
 
     async def set_vendor_quota(self, provider: str, quotas: Iterable[dict[str, Any]]) -> None:
         """Remember what a provider said of its own quota (``name``, ``limit``, ``remaining``,
@@ -589,6 +620,8 @@ class Store:
             return _insert(db, _CALL_INSERT, rows)
 
         result: InsertResult = await self._submit(op, small=True)
+        if rows:
+            self._roll_up_later()
         if reservation is not None and reservation.lease and self._lease is not None:
             cost = tokens = unknown = 0
             for call in calls:  # (one, from the proxy: no generator per sum on its path)
@@ -779,6 +812,12 @@ def _refusal(spec: Budget, status: BudgetStatus, held: Usage) -> BudgetBlocked:
                  "usedTokens": status.used.tokens,
                  "limitTokens": status.limit_tokens,
                  "inFlightCalls": held.calls})
+
+
+def _roll_up_done(task: asyncio.Future[Any]) -> None:
+    """A roll-up that failed leaves the calls to the next one (readers count them anyway)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not fold the calls into the rollups: %s", task.exception())
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

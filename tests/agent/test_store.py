@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import BudgetBlocked, Call, Store, SuggestionEvent
+from agent import BudgetBlocked, Call, Store, SuggestionEvent, _store
 from agent._budget import Budget
-from agent._queries import usage_between
-from agent._schema import MIGRATIONS, applied, connect, migrate
+from agent._queries import breakdown, usage_between, usage_series
+from agent._schema import BUCKET_MS, HOUR_MS, MIGRATIONS, applied, connect, migrate, roll_up
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -121,16 +121,25 @@ def test_rollup_sums_equal_a_scan_for_any_window(tmp_path_factory: pytest.TempPa
     db = connect(db_file)
     base = int(T0.timestamp() * 1000)
     rng = random.Random(len(offsets))
-    rows = [(f"00000000-0000-7000-8000-{i:012d}", "d", base + off, "t", "s", "p", "m", "chat",
-             rng.randint(0, 99), rng.randint(0, 99), 0, 0, 0, 0,
-             rng.choice([None, rng.randint(0, 1000)]), 0, None, "ok", None, None, None)
+    rows = [(f"00000000-0000-7000-8000-{i:012d}", "d", base + off, "t", "s", "p",
+             rng.choice(["m1", "m2"]), "chat", rng.randint(0, 99), rng.randint(0, 99), 0, 0, 0,
+             0, rng.choice([None, rng.randint(0, 1000)]), 0, None, "ok", None, None, None)
             for i, off in enumerate(offsets)]
     rows = [(*row, row[8] + row[9]) for row in rows]
-    db.executemany("INSERT INTO calls (id, device_id, ts, tool, source, provider, model, kind, "
-                   "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
-                   "cache_write_1h_tokens, reasoning_tokens, cost_micro_usd, estimated, "
-                   "latency_ms, status, language, workspace, request_id, total_tokens) VALUES "
-                   "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    # Some calls folded into the rollups, the rest stored after the last roll-up: the sums
+    # are the same either way.
+    cut = rng.randint(0, len(rows))
+    for rolled, part in ((True, rows[:cut]), (False, rows[cut:])):
+        db.executemany("INSERT INTO calls (id, device_id, ts, tool, source, provider, model, "
+                       "kind, input_tokens, output_tokens, cache_read_tokens, "
+                       "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, "
+                       "cost_micro_usd, estimated, latency_ms, status, language, workspace, "
+                       "request_id, total_tokens) VALUES "
+                       "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", part)
+        if rolled:
+            db.execute("BEGIN IMMEDIATE")
+            roll_up(db)
+            db.execute("COMMIT")
     lo, hi = base + start, base + start + length
     inside = [r for r in rows if lo <= r[2] < hi]
     got = usage_between(db, lo, hi)
@@ -138,6 +147,79 @@ def test_rollup_sums_equal_a_scan_for_any_window(tmp_path_factory: pytest.TempPa
     assert got.tokens == sum(r[8] + r[9] for r in inside)
     assert got.cost_micro == sum(r[14] or 0 for r in inside)
     assert got.unknown_cost_calls == sum(r[14] is None for r in inside)
+    # The breakdown and the series count whole hours and 15-minute buckets.
+    hour_lo = lo - lo % HOUR_MS
+    by_model = {b.key: (b.calls, b.tokens, b.cost_micro, b.unknown_cost_calls)
+                for b in breakdown(db, lo, hi, "model")}
+    hours = [r for r in rows if r[2] >= hour_lo and r[2] - r[2] % HOUR_MS < hi]
+    assert by_model == {model: (len(mine), sum(r[8] + r[9] for r in mine),
+                                sum(r[14] or 0 for r in mine), sum(r[14] is None for r in mine))
+                        for model in {r[6] for r in hours}
+                        for mine in [[r for r in hours if r[6] == model]]}
+    bucket_lo = lo - lo % BUCKET_MS
+    series = usage_series(db, lo, hi, BUCKET_MS)
+    buckets = [r for r in rows if r[2] >= bucket_lo and r[2] - r[2] % BUCKET_MS < hi]
+    assert sum(u.calls for u in series) == len(buckets)
+    assert sum(u.cost_micro for u in series) == sum(r[14] or 0 for r in buckets)
+    db.close()
+
+
+async def test_calls_are_folded_into_the_rollups_after_their_commit(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+
+    def rolled(db_file: Path) -> int:
+        with sqlite3.connect(db_file) as db:
+            return int(db.execute("SELECT COALESCE(SUM(calls), 0) FROM usage_15m").fetchone()[0])
+
+    async with await Store.open(path) as store:
+        await store.settle(None, [call(ts=datetime.now(UTC))])
+        await store.add_calls([call(ts=datetime.now(UTC)) for _ in range(3)])
+        # Stored: counted by every reader at once, not yet in the rollups themselves ...
+        assert rolled(path) == 0
+        assert (await store.read(lambda db: usage_between(db, 0, 2**62))).calls == 4
+        await asyncio.sleep(_store.ROLL_UP_AFTER_S * 3)
+        assert rolled(path) == 4  # ... folded in the background ...
+        assert (await store.read(lambda db: usage_between(db, 0, 2**62))).calls == 4
+        await store.add_calls([call(ts=datetime.now(UTC))])
+    assert rolled(path) == 5  # ... and at the latest when the store closes.
+
+
+async def test_calls_a_killed_process_left_unrolled_are_folded_by_the_next(
+        tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    migrate(path)
+    with sqlite3.connect(path) as db:  # as a process killed before its roll-up leaves them
+        db.execute("INSERT INTO calls (id, device_id, ts, tool, source, provider, model, kind, "
+                   "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+                   "cache_write_1h_tokens, reasoning_tokens, cost_micro_usd, estimated, status, "
+                   "total_tokens) VALUES ('a', 'd', 1, 't', 's', 'p', 'm', 'chat', 5, 5, 0, 0, "
+                   "0, 0, 7, 0, 'ok', 10)")
+    async with await Store.open(path) as store:
+        await asyncio.sleep(_store.ROLL_UP_AFTER_S * 3)
+        assert await store.read(lambda db: db.execute(
+            "SELECT calls, tokens, cost_micro_usd FROM usage_15m").fetchall()) == [(1, 10, 7)]
+        assert (await store.read(lambda db: usage_between(db, 0, 2**62))).calls == 1
+
+
+def test_the_migration_keeps_what_the_trigger_rolled_up(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = connect(path)
+    db.execute("PRAGMA journal_mode = WAL")
+    for _name, step in MIGRATIONS[:3]:  # a store as the trigger kept it
+        step(db)
+    db.execute("INSERT INTO calls (id, device_id, ts, tool, source, provider, model, kind, "
+               "input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, "
+               "cache_write_1h_tokens, reasoning_tokens, cost_micro_usd, estimated, status, "
+               "total_tokens) VALUES ('a', 'd', 1, 't', 's', 'p', 'm', 'chat', 5, 5, 0, 0, 0, 0, "
+               "7, 0, 'ok', 10)")
+    db.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at_ms INTEGER NOT NULL)")
+    db.executemany("INSERT INTO _migrations VALUES (?, 0)", [(n,) for n, _ in MIGRATIONS[:3]])
+    db.execute("PRAGMA user_version = 3")
+    db.close()
+    assert migrate(path) == ["0004_rollups_after_commit"]
+    db = connect(path)
+    assert usage_between(db, 0, 2**62).calls == 1  # not counted twice
+    assert db.execute("SELECT calls FROM usage_1d").fetchall() == [(1,)]
     db.close()
 
 
