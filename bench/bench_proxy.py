@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -306,15 +307,24 @@ def _encode(host: str, port: int, path: str, stream: bool) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
+def _orders(names: list[str], rounds: int) -> list[list[str]]:
+    """The targets' order in each round: shuffled (seeded), so that every target is as often
+    first after being last (two requests in a row, the second on warm caches) as any other.
+    Alternating a fixed order forwards and backwards gave that to the first and last targets
+    only: ``base+budget``, started last, came out up to 0.1 ms ahead of the same code."""
+    rng = random.Random(0x6D6C)
+    return [rng.sample(names, len(names)) for _ in range(rounds)]
+
+
 async def one_client(targets: dict[str, Target], n: int, stream: bool
                      ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Total time and time to first byte per target, requests interleaved round-robin."""
     connections = {name: await target.connect() for name, target in targets.items()}
     totals: dict[str, list[float]] = {name: [] for name in targets}
     firsts: dict[str, list[float]] = {name: [] for name in targets}
-    order = list(targets)
+    rounds = _orders(list(targets), n)
     for i in range(n):
-        for name in order if i % 2 else reversed(order):
+        for name in rounds[i]:
             total, first = await connections[name].request(targets[name].requests[stream])
             totals[name].append(total)
             firsts[name].append(first)
@@ -331,9 +341,9 @@ async def concurrent_streams(targets: dict[str, Target], workers: int, rounds: i
     firsts: dict[str, list[float]] = {name: [] for name in targets}
     pools = {name: [await target.connect() for _ in range(workers)]
              for name, target in targets.items()}
-    order = list(targets)
+    orders = _orders(list(targets), rounds)
     for i in range(rounds):
-        for name in order if i % 2 else reversed(order):
+        for name in orders[i]:
             raw = targets[name].requests[True]
             results = await asyncio.gather(*(c.request(raw) for c in pools[name]))
             firsts[name].extend(first for _, first in results)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -124,9 +125,11 @@ async def measure(origin: str, n: int, streams: int) -> None:
                 await send(stream)
         times: dict[str, list[float]] = {name: [] for name in clients}
         cpu: dict[str, float] = dict.fromkeys(clients, 0.0)
-        order = list(clients)
-        for i in range(count):
-            for name in order if i % 2 else reversed(order):
+        order, shuffle = list(clients), random.Random(0x6D6C)
+        for _ in range(count):
+            # Shuffled rounds: alternating one order forwards and backwards would give the
+            # first and last clients two turns in a row (the second warm) and no one else.
+            for name in shuffle.sample(order, len(order)):
                 send = clients[name][0]
                 cpu_start, start = time.process_time(), time.perf_counter()
                 await send(stream)
