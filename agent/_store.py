@@ -629,6 +629,10 @@ class Store:
                 tokens += call.total_tokens
                 unknown += call.cost_micro_usd is None
             self._lease.note_settled(reservation, Usage(cost, tokens, len(calls), unknown))
+            # The statuses with this spend, which the next piece carries, made after this
+            # response's last bytes (this task's next step sends them), not on the next
+            # request's way in (26 µs there, at one client).
+            asyncio.get_running_loop().call_soon(self._lease.current_statuses)
         return result
 
     async def release(self, reservation: Reservation) -> None:
