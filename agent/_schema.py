@@ -254,25 +254,22 @@ MIGRATIONS: list[Migration] = [
 #: read in the same statement, so in the same snapshot, as the rollups it completes).
 UNROLLED = "seq > (SELECT rolled_up_seq FROM rollup_state WHERE id = 0)"
 
+def _roll_up_buckets(table: str, key: str, width_ms: int) -> str:
+    """Fold calls ``seq`` in ``(?1, ?2]`` into a rollup of fixed-width time buckets."""
+    return f"""INSERT INTO {table}
+        SELECT ts - ts % {width_ms}, COUNT(*), SUM(total_tokens),
+               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
+        FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1
+        ON CONFLICT({key}) DO UPDATE SET
+            calls = calls + excluded.calls,
+            tokens = tokens + excluded.tokens,
+            cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+            unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls"""
+
+
 _ROLL_UP = [
-    f"""INSERT INTO usage_15m
-        SELECT ts - ts % {BUCKET_MS}, COUNT(*), SUM(total_tokens),
-               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
-        FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1
-        ON CONFLICT(bucket) DO UPDATE SET
-            calls = calls + excluded.calls,
-            tokens = tokens + excluded.tokens,
-            cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
-            unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls""",
-    f"""INSERT INTO usage_1d
-        SELECT ts - ts % {DAY_MS}, COUNT(*), SUM(total_tokens),
-               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
-        FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1
-        ON CONFLICT(day) DO UPDATE SET
-            calls = calls + excluded.calls,
-            tokens = tokens + excluded.tokens,
-            cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
-            unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls""",
+    _roll_up_buckets("usage_15m", "bucket", BUCKET_MS),
+    _roll_up_buckets("usage_1d", "day", DAY_MS),
     f"""INSERT INTO usage_hourly
         SELECT ts - ts % {HOUR_MS}, tool, provider, model, COUNT(*), SUM(input_tokens),
                SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
