@@ -252,7 +252,9 @@ def test_client_leaves_mid_stream_and_the_upstream_finishes(proxy: ProxyProcess)
     seen = raw_stream(proxy, "/anthropic/v1/messages", {
         "model": "claude-sonnet-4-5", "max_tokens": 5, "stream": True, "messages": MESSAGES},
         "gap=0.02,words=30", 4)
-    assert len(seen) == 4
+    # Left after 4 events (or 5: two can come in one read when the machine stalls), long
+    # before the stream's 30 words were sent.
+    assert 4 <= len(seen) < 10
     row = wait_for(lambda: stored_calls(proxy.home))[0]
     matches(row, EXACT_ANTHROPIC)
 
@@ -270,7 +272,7 @@ def test_client_leaves_and_the_upstream_outlasts_the_grace(proxy: ProxyProcess) 
     seen = raw_stream(proxy, "/anthropic/v1/messages", {
         "model": "claude-sonnet-4-5", "max_tokens": 5, "stream": True, "messages": MESSAGES},
         "gap=0.2,words=60", 5)
-    assert len(seen) == 5
+    assert 5 <= len(seen) < 10  # (events that came in one read are seen together)
     started = time.monotonic()
     row = wait_for(lambda: stored_calls(proxy.home), timeout=15)[0]
     assert time.monotonic() - started < 5  # cut after the 1.5 s grace, not at the end (12 s)
