@@ -515,10 +515,10 @@ class Store:
         serving requests meanwhile (the request whose piece found the lease low goes on to
         its upstream, and the grant is made while it waits for the answer), which go on
         taking pieces of the lease in hand; one that finds it empty waits for the successor
-        (``_granting``). Once the successor is in
-        hand, the old lease is retired: it gives no more pieces, and the next write gives
-        its unused room back (``_submit``). Near a limit no successor is granted: the lease
-        in hand is used up, then each call has its own reservation, as without renewal."""
+        (``_granting``). Once the successor is in hand, the old lease is retired: it gives
+        no more pieces, and the next write gives its unused room back (``_submit``). Near a
+        limit no successor is granted: the lease in hand is used up, then each call has its
+        own reservation, as without renewal."""
         self._renewing = False
         frozen = self._lease
         if (frozen is not low or self._closing or self._granting is not None
