@@ -50,6 +50,8 @@ class RequestInfo:
     #: The client asked for streamed usage itself (so the usage chunk is theirs to see).
     wants_stream_usage: bool
     valid_json: bool
+    #: The body has a ``stream_options`` key (whatever its value).
+    has_stream_options: bool = False
 
 
 def read_request(api: Api, body: bytes) -> RequestInfo:
@@ -74,22 +76,31 @@ def read_request(api: Api, body: bytes) -> RequestInfo:
         input_estimate=estimate_tokens(body),
         wants_stream_usage=wants_usage,
         valid_json=True,
+        has_stream_options=options is not msgspec.UNSET,
     )
+
+
+#: The APIs whose streams report usage only when asked.
+INJECTABLE: frozenset[Api] = frozenset({"openai-chat", "openai-completions"})
 
 
 def needs_usage_injection(api: Api, info: RequestInfo) -> bool:
     """OpenAI streams report usage only when asked: ask on the client's behalf."""
-    return (api in ("openai-chat", "openai-completions") and info.stream
+    return (api in INJECTABLE and info.stream
             and not info.wants_stream_usage)
 
 
-def inject_stream_usage(body: bytes) -> bytes:
+def inject_stream_usage(body: bytes, info: RequestInfo | None = None) -> bytes:
     """The body with ``stream_options.include_usage`` set to true, other fields untouched.
 
     Without a ``stream_options`` key the new key is spliced in after the opening brace, so
     the rest of the body goes upstream byte for byte; otherwise the object is re-encoded.
+    ``info``: the body's ``read_request``, when the caller has it (the body is then not
+    decoded a second time: 0.14 ms for 250 KB, on the request's way upstream).
     """
-    if _decode_fields(body).stream_options is msgspec.UNSET:
+    given = info.has_stream_options if info is not None else \
+        _decode_fields(body).stream_options is not msgspec.UNSET
+    if not given:
         start = body.index(b"{") + 1
         rest = body[start:].lstrip()
         separator = b"" if rest.startswith(b"}") else b","

@@ -136,6 +136,8 @@ class _Connection(asyncio.Protocol):
         self._last_progress = 0.0
         self._active = False  # an exchange is in progress
         self._write_ready: asyncio.Future[None] | None = None
+        #: ``exchange``'s ``sent``, waiting for the request's last bytes to go out.
+        self._after_flush: Callable[[], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -151,11 +153,15 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
+        self._after_flush = None
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Writing pauses as soon as bytes are left unsent, and resumes once all are out: a
+        # large request's ``sent`` waits for that (see ``exchange``).
+        transport.set_write_buffer_limits(high=0, low=0)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if not self._active:
@@ -183,6 +189,7 @@ class _Connection(asyncio.Protocol):
                 self._fail(exc or UpstreamError("the upstream closed the connection"))
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_exception(exc or UpstreamError("connection closed"))
+        self._after_flush = None
 
     def pause_writing(self) -> None:
         self._write_ready = self._loop.create_future()
@@ -191,6 +198,9 @@ class _Connection(asyncio.Protocol):
         if self._write_ready is not None and not self._write_ready.done():
             self._write_ready.set_result(None)
         self._write_ready = None
+        after, self._after_flush = self._after_flush, None
+        if after is not None:
+            after()
 
     # -- httptools callbacks ----------------------------------------------------------------
 
@@ -275,8 +285,9 @@ class _Connection(asyncio.Protocol):
                 f"no data from the upstream for {self._pool.read_timeout_s}s"))
 
     async def exchange(self, head: bytes, body: bytes | AsyncIterable[bytes], chunked: bool,
-                       head_only: bool) -> None:
-        """Send a request; return once the response's status and headers are in."""
+                       head_only: bool, sent: Callable[[], None] | None = None) -> None:
+        """Send a request; return once the response's status and headers are in (``sent``
+        called in between, once the request is written)."""
         assert self.transport is not None
         self._reset()
         self._active = True
@@ -296,6 +307,13 @@ class _Connection(asyncio.Protocol):
                     await self._write_ready
             if chunked:
                 self.transport.write(b"0\r\n\r\n")
+        if sent is not None:
+            if self._write_ready is None:
+                sent()
+            else:
+                # Part of the request is still to go out, as the upstream reads it: what
+                # ``sent`` does would hold that up, so it waits until all is out.
+                self._after_flush = sent
         await self.head
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -439,7 +457,10 @@ class Upstream:
         return self._ssl
 
     async def send(self, method: str, url: str, headers: Headers,
-                   body: bytes | AsyncIterable[bytes]) -> Response:
+                   body: bytes | AsyncIterable[bytes],
+                   sent: Callable[[], None] | None = None) -> Response:
+        """Send a request; return once the response's head is in. ``sent`` is called once
+        the request is on its way (work that can wait for the upstream's answer)."""
         scheme, _, rest = url.partition("://")
         netloc, slash, target = rest.partition("/")
         origin = self._origin(f"{scheme}://{netloc}")
@@ -456,6 +477,8 @@ class Upstream:
             out.append((b"content-length", length) if length is not None
                        else (b"transfer-encoding", b"chunked"))
         if origin.through:
+            if sent is not None:
+                sent()
             return await self._send_proxied(origin, method, url, out, body)
         path = (slash + target) or "/"
         lines = b"".join([k + b": " + v + b"\r\n" for k, v in out])
@@ -471,7 +494,7 @@ class Upstream:
                 self._connect_timeout_s, self._read_timeout_s)
         connection = await pool.connection()
         try:
-            await connection.exchange(head, body, chunked, method == "HEAD")
+            await connection.exchange(head, body, chunked, method == "HEAD", sent)
         except BaseException:
             await connection.release()
             raise

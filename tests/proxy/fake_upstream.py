@@ -80,22 +80,34 @@ def words(n: int) -> list[str]:
 
 
 class FakeUpstream:
-    """The ASGI app. ``requests`` lists what it received, newest last."""
+    """The ASGI app. ``requests`` lists what it received, newest last; ``receiving``, the
+    paths of requests whose body had begun to arrive (before it was whole); ``dropped``,
+    those whose client left before the body was whole (not answered)."""
 
     def __init__(self) -> None:
         self.requests: list[Seen] = []
+        self.receiving: list[str] = []
+        self.dropped: list[str] = []
         self.lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
+        parts: list[bytes] = []
         while True:
             message = await receive()
-            body += message.get("body", b"")
+            if message["type"] == "http.disconnect":
+                with self.lock:
+                    self.dropped.append(scope["path"])
+                return
+            parts.append(message.get("body", b""))
             if not message.get("more_body"):
                 break
+            if len(parts) == 1 and parts[0]:
+                with self.lock:
+                    self.receiving.append(scope["path"])
+        body = b"".join(parts)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         seen = Seen(scope["method"], scope["path"], headers, body)
         with self.lock:

@@ -100,6 +100,22 @@ def test_openai_chat_stream_gets_usage_without_the_client_seeing_it(
     matches(only_call(proxy.home), {**EXACT_OPENAI, "model": "gpt-4o", "tool": "openai-sdk"})
 
 
+def test_a_stream_key_spelled_with_escapes_still_gets_usage(proxy: ProxyProcess,
+                                                            upstream: Upstream) -> None:
+    # "stream" written with a \\u escape: JSON all the same, and a stream that reports its
+    # usage only if asked.
+    body = (b'{"model": "gpt-4o", "\\u0073tream": true, "messages": '
+            + json.dumps(MESSAGES).encode() + b"}")
+    response = httpx.post(proxy.url + "/openai/v1/chat/completions", content=body,
+                          headers={"authorization": "Bearer sk", "content-type":
+                                   "application/json"}, timeout=10)
+    assert response.status_code == 200
+    assert b"[DONE]" in response.content
+    assert b'"usage"' not in response.content  # asked for on the client's behalf: not shown
+    assert upstream[0].requests[-1].json()["stream_options"] == {"include_usage": True}
+    matches(only_call(proxy.home), {**EXACT_OPENAI, "model": "gpt-4o"})
+
+
 def test_openai_chat_stream_that_asked_for_usage_sees_it(proxy: ProxyProcess) -> None:
     chunks = list(gpt(proxy).chat.completions.create(
         model="gpt-4o", messages=MESSAGES, stream=True,  # type: ignore[arg-type]

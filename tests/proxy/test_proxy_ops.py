@@ -274,4 +274,6 @@ def test_upstream_unreachable_is_a_502_and_an_error_call(meterline_home: Path) -
         proxy.stop()
     (row,) = stored_calls(meterline_home)
     assert (row["status"], row["cost_micro_usd"], row["input_tokens"]) == ("error", 0, 0)
+    # Read from the request's body, which no request upstream ever carried.
+    assert row["model"] == "claude-sonnet-4-5"
 

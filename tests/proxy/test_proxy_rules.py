@@ -156,6 +156,10 @@ def test_stream_usage_injection_keeps_the_rest_of_the_body() -> None:
         "include_usage": True, "x": 1}
     assert not needs_usage_injection("openai-responses", info)
     assert json.loads(inject_stream_usage(b"{}")) == {"stream_options": {"include_usage": True}}
+    # Given the body's request info, the same bytes come out without decoding it again.
+    for same in (body, refused, b"{}", b'{"stream": true, "stream_options": null}', asked):
+        assert inject_stream_usage(same, read_request("openai-chat", same)) == \
+            inject_stream_usage(same)
 
 
 def test_request_info() -> None:

@@ -104,6 +104,25 @@ async def test_content_length_bodies_reuse_one_kept_alive_connection() -> None:
     assert first.endswith(b"\r\n\r\n{}")
 
 
+async def test_sent_is_called_once_the_request_is_written_before_the_answer() -> None:
+    seen: list[str] = []
+
+    def script(request: bytes) -> bytes:
+        seen.append("request in")
+        return reply(b"{}")
+
+    async with serve(script) as (raw, url):
+        upstream = client()
+        response = await upstream.send("POST", url, [], b'{"a": 1}',
+                                       sent=lambda: seen.append("sent"))
+        await response.aclose()
+        await upstream.aclose()
+    # Called after the write and before the head was awaited: the scripted server cannot
+    # have read the request yet (it runs on this same loop).
+    assert seen == ["sent", "request in"]
+    assert raw.requests[0].endswith(b'{"a": 1}')
+
+
 async def test_chunked_bodies_are_decoded_and_the_connection_kept() -> None:
     chunked = (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")

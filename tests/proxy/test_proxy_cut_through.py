@@ -1,0 +1,145 @@
+"""A request body that needs no reading before it goes (no budget, an API whose usage need
+not be asked for) goes upstream as it comes: the upstream has its first bytes while the
+client is still sending. Clients here are raw sockets, to send half a body and stop."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+from .conftest import TEST_CONFIG, ProxyProcess, stored_calls, wait_for
+from .fake_upstream import USAGE, FakeUpstream, Seen
+
+Upstream = tuple[FakeUpstream, str]
+BODY = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
+    {"role": "user", "content": "line of context\n" * 8000}]}).encode()  # ~150 KB
+
+
+def head(proxy: ProxyProcess, path: str, length: int, extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{proxy.port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {length}\r\n"
+            f"x-api-key: sk-client\r\nanthropic-version: 2023-06-01\r\n{extra}\r\n").encode()
+
+
+def response_of(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of one Content-Length response."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    top, _, rest = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in top.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return int(top.split()[1]), rest
+
+
+class Watch:
+    """What the (session-wide) fake upstream saw since this was made."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.fake = upstream[0]
+        with self.fake.lock:
+            self.marks = (len(self.fake.receiving), len(self.fake.requests),
+                          len(self.fake.dropped))
+
+    def receiving(self) -> list[str]:
+        with self.fake.lock:
+            return self.fake.receiving[self.marks[0]:]
+
+    def requests(self) -> list[Seen]:
+        with self.fake.lock:
+            return self.fake.requests[self.marks[1]:]
+
+    def dropped(self) -> list[str]:
+        with self.fake.lock:
+            return self.fake.dropped[self.marks[2]:]
+
+
+def test_a_body_goes_upstream_while_the_client_is_still_sending_it(
+        proxy: ProxyProcess, upstream: Upstream) -> None:
+    half = len(BODY) // 2
+    seen_by = Watch(upstream)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:half])
+        # The upstream is reading the request before its second half was even sent.
+        assert wait_for(seen_by.receiving, timeout=10) == ["/v1/messages"]
+        assert not seen_by.requests()
+        time.sleep(0.05)
+        sock.sendall(BODY[half:])
+        status, answer = response_of(sock)
+    assert status == 200
+    assert json.loads(answer)["usage"]["output_tokens"] == USAGE["output"]
+    (seen,) = seen_by.requests()
+    assert seen.body == BODY  # byte for byte
+    assert seen.headers["x-api-key"] == "sk-client"
+    (row,) = stored_calls(proxy.home)
+    # The body was read for the call once it was whole (the model is the response's too,
+    # so the input estimate, from the body's size, shows it was read).
+    assert (row["model"], row["output_tokens"], row["status"]) == (
+        "claude-sonnet-4-5", USAGE["output"], "ok")
+
+
+def test_a_client_that_leaves_mid_body_makes_no_call_and_the_upstream_none(
+        proxy: ProxyProcess, upstream: Upstream) -> None:
+    seen_by = Watch(upstream)
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:1000])
+        wait_for(seen_by.receiving, timeout=10)
+    # The proxy drops the upstream's connection with half a request on it: the upstream
+    # never has a whole request to answer (or bill), and no call is recorded.
+    assert wait_for(seen_by.dropped, timeout=10) == ["/v1/messages"]
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        small = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5,
+                            "messages": [{"role": "user", "content": "hi"}]}).encode()
+        sock.sendall(head(proxy, "/anthropic/v1/messages", len(small)) + small)
+        assert response_of(sock)[0] == 200
+    wait_for(lambda: stored_calls(proxy.home))
+    time.sleep(0.3)
+    assert len(stored_calls(proxy.home)) == 1
+    assert [seen.body for seen in seen_by.requests()] == [small]
+
+
+def test_an_unreachable_upstream_still_records_the_body_s_model(
+        meterline_home: Path) -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{free.getsockname()[1]}"
+    (meterline_home / "config.toml").write_text(TEST_CONFIG)
+    proxy = ProxyProcess(meterline_home, dead)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:1000])
+            time.sleep(0.3)  # the upstream was found unreachable meanwhile
+            sock.sendall(BODY[1000:])
+            status, _ = response_of(sock)
+    finally:
+        proxy.stop()
+    assert status == 502
+    (row,) = stored_calls(meterline_home)
+    assert (row["model"], row["status"], row["input_tokens"]) == (
+        "claude-sonnet-4-5", "error", 0)
+
+
+def test_with_a_budget_the_body_is_read_whole_first(meterline_home: Path,
+                                                    upstream: Upstream) -> None:
+    (meterline_home / "config.toml").write_text(
+        TEST_CONFIG + "\n[[budgets]]\nname = 'day'\nperiod = 'day'\nlimit_usd = 100\n"
+        "mode = 'enforce'\n")
+    proxy = ProxyProcess(meterline_home, upstream[1])
+    seen_by = Watch(upstream)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:1000])
+            time.sleep(0.5)
+            # The reservation needs the model and the size: nothing goes before the body.
+            assert not seen_by.receiving()
+            assert not seen_by.requests()
+            sock.sendall(BODY[1000:])
+            assert response_of(sock)[0] == 200
+    finally:
+        proxy.stop()
+    assert [seen.body for seen in seen_by.requests()] == [BODY]
+    assert len(stored_calls(meterline_home)) == 1
