@@ -18,10 +18,12 @@ measuring process, which blurs sub-millisecond differences and, on a small machi
 CPU from the processes being measured. Streams ask for their usage themselves
 (``stream_options.include_usage``), so that the upstream sends every target the same events.
 
-Scenarios: one client, plain responses (total time); one client, streams (total time and
-time to first byte); ten concurrent streams (time to first byte). "Added" is a target's
-percentile minus direct's. Targets (issue 4): concurrency 1 p50 <= 1 ms and p99 <= 3 ms
-added; 10 concurrent streams, added time-to-first-byte p99 <= 5 ms.
+Scenarios: one client, plain responses (total time), with small requests and with ~270 KB
+ones to the Anthropic Messages API (the size of a coding agent's context: what reading and
+forwarding it costs, which a small request does not show; not LiteLLM); one client,
+streams (total time and time to first byte); ten concurrent streams (time to first byte).
+"Added" is a target's percentile minus direct's. Targets (issue 4): concurrency 1 p50 <= 1
+ms and p99 <= 3 ms added; 10 concurrent streams, added time-to-first-byte p99 <= 5 ms.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ import httptools
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Say hello " * 20}]}
+#: A request the size of a coding agent's (Claude Code sends 100-500 KB of context to the
+#: Messages API): ~270 KB.
+LARGE_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": [
+    {"role": "user" if turn % 2 == 0 else "assistant",
+     "content": f"# turn {turn}\n" + "def handler(request):\n    return render(request)\n" * 64}
+    for turn in range(80)]}
 STREAM_FAKE = "gap=0.001,words=10,steady"
 LITELLM_KEY = "sk-meterline-bench-litellm-master"
 #: The enforced budget of the ``+budget`` targets: never reached, reserved and settled always.
@@ -105,6 +113,7 @@ def start_meterline(origin: str, home: Path, config: str = "", root: Path = ROOT
 
     return Service("meterline", [sys.executable, "-m", "agent", "agent", "--proxy-port", "0"],
                    {"METERLINE_HOME": str(home), "METERLINE_UPSTREAM_OPENAI": origin,
+                    "METERLINE_UPSTREAM_ANTHROPIC": origin,
                     "PYTHONPATH": str(root)}, ready, stream="stderr", cwd=root)
 
 
@@ -282,8 +291,13 @@ class Target:
         url = urllib.parse.urlsplit(base)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
         path = url.path.rstrip("/") + "/chat/completions"
-        self.requests = {stream: _encode(self.host, self.port, path, stream)
-                         for stream in (False, True)}
+        self.requests = {kind: _encode(self.host, self.port, path, kind)
+                         for kind in ("plain", "stream")}
+        # The same origin's Anthropic Messages route (meterline's under /anthropic).
+        messages = url.path.rstrip("/").removesuffix("/openai/v1").removesuffix("/v1")
+        messages += "/anthropic/v1/messages" if url.path.endswith("/openai/v1") else \
+            "/v1/messages"
+        self.requests["large"] = _encode(self.host, self.port, messages, "large")
 
     async def connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -291,17 +305,20 @@ class Target:
         return connection
 
 
-def _encode(host: str, port: int, path: str, stream: bool) -> bytes:
+def _encode(host: str, port: int, path: str, kind: str) -> bytes:
     # A stream asks for its usage itself (as the SDKs do when asked to report it): the same
     # events from the upstream whichever the target. Otherwise the proxy would ask for it,
     # and the fake upstream paces that extra event like the others, a gap later (+1.1 ms
     # measured): the fake's pacing, not the proxy's cost.
+    stream = kind == "stream"
     payload = {**BODY, "stream": True, "stream_options": {"include_usage": True}} if stream \
-        else BODY
+        else LARGE_BODY if kind == "large" else BODY
     body = json.dumps(payload).encode()
     head = [f"POST {path} HTTP/1.1", f"host: {host}:{port}",
             "content-type: application/json", f"content-length: {len(body)}",
             f"authorization: Bearer {LITELLM_KEY}", "user-agent: meterline-bench"]
+    if kind == "large":
+        head += ["x-api-key: sk-bench", "anthropic-version: 2023-06-01"]
     if stream:
         head.append(f"x-fake: {STREAM_FAKE}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -316,7 +333,7 @@ def _orders(names: list[str], rounds: int) -> list[list[str]]:
     return [rng.sample(names, len(names)) for _ in range(rounds)]
 
 
-async def one_client(targets: dict[str, Target], n: int, stream: bool
+async def one_client(targets: dict[str, Target], n: int, kind: str
                      ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Total time and time to first byte per target, requests interleaved round-robin."""
     connections = {name: await target.connect() for name, target in targets.items()}
@@ -325,7 +342,7 @@ async def one_client(targets: dict[str, Target], n: int, stream: bool
     rounds = _orders(list(targets), n)
     for i in range(n):
         for name in rounds[i]:
-            total, first = await connections[name].request(targets[name].requests[stream])
+            total, first = await connections[name].request(targets[name].requests[kind])
             totals[name].append(total)
             firsts[name].append(first)
     for connection in connections.values():
@@ -344,7 +361,7 @@ async def concurrent_streams(targets: dict[str, Target], workers: int, rounds: i
     orders = _orders(list(targets), rounds)
     for i in range(rounds):
         for name in orders[i]:
-            raw = targets[name].requests[True]
+            raw = targets[name].requests["stream"]
             results = await asyncio.gather(*(c.request(raw) for c in pools[name]))
             firsts[name].extend(first for _, first in results)
     for pool in pools.values():
@@ -380,15 +397,23 @@ def report(title: str, samples: dict[str, list[float]], limits: tuple[float, flo
 
 async def measure(targets: dict[str, Target], args: argparse.Namespace, plain: Service
                   ) -> None:
-    await one_client(targets, 50, stream=False)  # warm up every pool and code path
-    await one_client(targets, 20, stream=True)
+    await one_client(targets, 50, "plain")  # warm up every pool and code path
+    await one_client(targets, 20, "stream")
+    await one_client({k: v for k, v in targets.items() if k != "litellm"}, 10, "large")
     cpu_before = cpu_seconds(plain)
-    totals, _ = await one_client(targets, args.n, stream=False)
+    totals, _ = await one_client(targets, args.n, "plain")
     report("concurrency 1, plain JSON: total time", totals, (1.0, 3.0))
     if cpu_before is not None:
         used = (cpu_seconds(plain) or 0) - cpu_before
         print(f"  meterline process CPU time per plain request: {used / args.n * 1000:.2f} ms")
-    totals, firsts = await one_client(targets, args.streams, stream=True)
+    if args.large:
+        # (Not LiteLLM: its config here routes the OpenAI API only.)
+        size = len(json.dumps(LARGE_BODY)) // 1000
+        large = {name: target for name, target in targets.items() if name != "litellm"}
+        totals, _ = await one_client(large, args.large, "large")
+        report(f"concurrency 1, Anthropic Messages, a {size} KB request (a coding agent's "
+               "context): total time", totals, (1.0, 3.0))
+    totals, firsts = await one_client(targets, args.streams, "stream")
     report("concurrency 1, streams: total time", totals, (1.0, 3.0))
     report("concurrency 1, streams: time to first byte", firsts, (1.0, 3.0))
     ttft = await concurrent_streams(targets, 10, args.rounds)
@@ -415,6 +440,8 @@ def main() -> None:
                         "with and without the budget, as `base` and `base+budget`")
     parser.add_argument("--serve-relay", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("-n", type=int, default=1000, help="plain requests per target")
+    parser.add_argument("--large", type=int, default=300,
+                        help="plain ~270 KB Anthropic requests per target (0: none)")
     parser.add_argument("--streams", type=int, default=400, help="streams per target (c=1)")
     parser.add_argument("--rounds", type=int, default=40,
                         help="rounds of 10 concurrent streams per target")
