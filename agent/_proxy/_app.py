@@ -96,6 +96,10 @@ class _TooLarge(Exception):
     """The request body is over ``MAX_REQUEST_BODY``."""
 
 
+class _Refused(Exception):
+    """A budget refused the request (answered 429) while its body was going upstream."""
+
+
 @dataclass
 class ProxyOptions:
     upstreams: dict[str, str]
@@ -369,8 +373,9 @@ class Exchange:
         if not message.get("more_body", False):
             self._body, self._whole = body, True
             self._watch()
-        elif self.api not in INJECTABLE and not await self.proxy.budgets():
-            # Nothing to decide from the body before it goes: it goes as it comes.
+        elif self.api not in INJECTABLE:
+            # No usage to ask for: the body goes as it comes (its last part once the budget
+            # reservation, which needs all of it, is made).
             self._incoming = self._body_through(body)
         else:
             whole = await self._read_body(body)
@@ -392,10 +397,10 @@ class Exchange:
     @property
     def info(self) -> RequestInfo:
         """What metering needs of the request body, read when first needed: before the
-        request goes upstream if its budget reservation or the usage it asks for depend on
-        it (a budget; an OpenAI chat or completions request, which may stream without
-        asking for its usage), else once it went (``read_request`` takes 0.15 ms for a
-        250 KB body, which the upstream's own time then hides)."""
+        request goes upstream if the usage it asks for depends on it (an OpenAI chat or
+        completions request, which may stream without asking for it); before its last part
+        goes if a budget is in force (the reservation); else once it went (``read_request``
+        takes 0.15 ms for a 250 KB body, which the upstream's own time then hides)."""
         if self._info is None:
             self._info = read_request(self.api, self._body)
         return self._info
@@ -430,12 +435,15 @@ class Exchange:
     async def _body_through(self, first: bytes) -> AsyncIterator[bytes]:
         """The body as it comes, to be sent upstream as it comes ("cut-through": a coding
         agent's 100-500 KB request reaches the upstream while its last bytes are still on
-        their way to the proxy), kept to be read once whole. Raises ``_ClientLeft`` or
-        ``_TooLarge``: the upstream's connection, with half a request on it, is then
-        closed."""
+        their way to the proxy), kept to be read once whole. Its last byte is held until
+        the budget reservation, which needs the whole body, is made: a refused request
+        never reaches the upstream whole (nothing to answer or bill). Raises
+        ``_ClientLeft``, ``_TooLarge`` or ``_Refused`` (answered): the upstream's
+        connection, with part of a request on it, is then closed."""
         parts, size = [first], len(first)
-        if first:
-            yield first
+        if len(first) > 1:
+            yield first[:-1]
+        held = first[-1:]  # the last byte received, not sent yet
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -446,16 +454,23 @@ class Exchange:
                 raise _TooLarge
             if chunk:
                 parts.append(chunk)
-                yield chunk
+                yield held + chunk[:-1]
+                held = chunk[-1:]
             if not message.get("more_body", False):
                 break
         self._body, self._whole = b"".join(parts), True
         self._watch()
+        if not await self._reserve():
+            raise _Refused
+        if held:
+            yield held
 
     async def _whole_body(self) -> bool:
         """Wait for the rest of a body that was going upstream as it came (the request
         stopped on its way, and its call is to be recorded): False if the client left or
         sent too much (answered 413)."""
+        if self._whole:
+            return True
         try:
             if self._incoming is not None:
                 async for _ in self._incoming:
@@ -494,11 +509,11 @@ class Exchange:
             return
         # Identity encoding on metered routes: the meter reads what the client receives.
         headers.append((b"accept-encoding", b"identity"))
-        if not await self._reserve():
-            return
         upstream_body: bytes | AsyncIterator[bytes]
         inject = False
         if self._whole:
+            if not await self._reserve():
+                return
             inject = self._needs_usage_injection()
             upstream_body = inject_stream_usage(self._body, self.info) if inject \
                 else self._body
@@ -521,8 +536,8 @@ class Exchange:
                                    None)
                 await _reply_unreachable(self.send, self.provider)
             return
-        except _ClientLeft:
-            return  # gone before the request was whole: the upstream's connection is closed
+        except (_ClientLeft, _Refused):
+            return  # gone, or refused (answered): the upstream's connection is closed
         except _TooLarge:
             await self._reply_too_large()
             return
@@ -535,8 +550,6 @@ class Exchange:
         budgets = await self.proxy.budgets()
         if not budgets:
             return True
-        if not await self._whole_body():  # (a budget configured since the body started)
-            return False
         info = self.info
         cost = self.proxy.estimator.cost_micro(self.provider, info.model, info.input_estimate,
                                                info.max_output)

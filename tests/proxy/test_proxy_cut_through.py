@@ -15,6 +15,8 @@ from .fake_upstream import USAGE, FakeUpstream, Seen
 Upstream = tuple[FakeUpstream, str]
 BODY = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
     {"role": "user", "content": "line of context\n" * 8000}]}).encode()  # ~150 KB
+SMALL = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5,
+                    "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
 def head(proxy: ProxyProcess, path: str, length: int, extra: str = "") -> bytes:
@@ -92,14 +94,12 @@ def test_a_client_that_leaves_mid_body_makes_no_call_and_the_upstream_none(
     # never has a whole request to answer (or bill), and no call is recorded.
     assert wait_for(seen_by.dropped, timeout=10) == ["/v1/messages"]
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-        small = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 5,
-                            "messages": [{"role": "user", "content": "hi"}]}).encode()
-        sock.sendall(head(proxy, "/anthropic/v1/messages", len(small)) + small)
+        sock.sendall(head(proxy, "/anthropic/v1/messages", len(SMALL)) + SMALL)
         assert response_of(sock)[0] == 200
     wait_for(lambda: stored_calls(proxy.home))
     time.sleep(0.3)
     assert len(stored_calls(proxy.home)) == 1
-    assert [seen.body for seen in seen_by.requests()] == [small]
+    assert [seen.body for seen in seen_by.requests()] == [SMALL]
 
 
 def test_an_unreachable_upstream_still_records_the_body_s_model(
@@ -123,23 +123,55 @@ def test_an_unreachable_upstream_still_records_the_body_s_model(
         "claude-sonnet-4-5", "error", 0)
 
 
-def test_with_a_budget_the_body_is_read_whole_first(meterline_home: Path,
-                                                    upstream: Upstream) -> None:
-    (meterline_home / "config.toml").write_text(
-        TEST_CONFIG + "\n[[budgets]]\nname = 'day'\nperiod = 'day'\nlimit_usd = 100\n"
+def budgeted(home: Path, limit_usd: float) -> None:
+    (home / "config.toml").write_text(
+        TEST_CONFIG + f"\n[[budgets]]\nname = 'day'\nperiod = 'day'\nlimit_usd = {limit_usd}\n"
         "mode = 'enforce'\n")
+
+
+def test_with_a_budget_the_body_goes_as_it_comes_and_is_reserved_for(
+        meterline_home: Path, upstream: Upstream) -> None:
+    budgeted(meterline_home, 100)
     proxy = ProxyProcess(meterline_home, upstream[1])
     seen_by = Watch(upstream)
+    half = len(BODY) // 2
     try:
         with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-            sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:1000])
-            time.sleep(0.5)
-            # The reservation needs the model and the size: nothing goes before the body.
-            assert not seen_by.receiving()
-            assert not seen_by.requests()
-            sock.sendall(BODY[1000:])
+            sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:half])
+            assert wait_for(seen_by.receiving, timeout=10) == ["/v1/messages"]
+            sock.sendall(BODY[half:])
             assert response_of(sock)[0] == 200
     finally:
         proxy.stop()
     assert [seen.body for seen in seen_by.requests()] == [BODY]
-    assert len(stored_calls(meterline_home)) == 1
+    (row,) = stored_calls(meterline_home)
+    assert (row["status"], row["output_tokens"]) == ("ok", USAGE["output"])
+
+
+def test_a_request_the_budget_refuses_never_reaches_the_upstream_whole(
+        meterline_home: Path, upstream: Upstream) -> None:
+    budgeted(meterline_home, 0.001)
+    proxy = ProxyProcess(meterline_home, upstream[1])
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.sendall(head(proxy, "/anthropic/v1/messages", len(SMALL)) + SMALL)
+            assert response_of(sock)[0] == 200  # spends the day's budget ($0.014 of $0.001)
+        seen_by = Watch(upstream)
+        with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+            sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:1000])
+            wait_for(seen_by.receiving, timeout=10)  # its first part went as it came
+            sock.sendall(BODY[1000:])
+            status, answer = response_of(sock)
+        # The last byte was held for the reservation, which was refused.
+        assert wait_for(seen_by.dropped, timeout=10) == ["/v1/messages"]
+    finally:
+        proxy.stop()
+    assert status == 429
+    error = json.loads(answer)
+    assert error["type"] == "error"
+    assert "day" in error["error"]["message"]
+    assert not seen_by.requests()
+    spent, row = stored_calls(meterline_home)
+    assert spent["status"] == "ok"
+    assert (row["status"], row["cost_micro_usd"], row["model"]) == (
+        "blocked", 0, "claude-sonnet-4-5")
