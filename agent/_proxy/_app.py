@@ -373,9 +373,10 @@ class Exchange:
         if not message.get("more_body", False):
             self._body, self._whole = body, True
             self._watch()
-        elif self.api not in INJECTABLE:
-            # No usage to ask for: the body goes as it comes (its last part once the budget
-            # reservation, which needs all of it, is made).
+        elif self.api not in INJECTABLE and header(self.headers, b"content-length"):
+            # No usage to ask for: the body goes as it comes (its last byte once the budget
+            # reservation, which needs all of it, is made). Only with a length: a chunked
+            # body is read whole, so that the upstream has its length as always.
             self._incoming = self._body_through(body)
         else:
             whole = await self._read_body(body)

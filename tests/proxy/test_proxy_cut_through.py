@@ -175,3 +175,20 @@ def test_a_request_the_budget_refuses_never_reaches_the_upstream_whole(
     assert spent["status"] == "ok"
     assert (row["status"], row["cost_micro_usd"], row["model"]) == (
         "blocked", 0, "claude-sonnet-4-5")
+
+
+def test_a_chunked_body_is_read_whole_and_sent_with_its_length(
+        proxy: ProxyProcess, upstream: Upstream) -> None:
+    seen_by = Watch(upstream)
+    parts = [BODY[:70000], BODY[70000:]]
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        request = head(proxy, "/anthropic/v1/messages", 0).replace(
+            b"content-length: 0", b"transfer-encoding: chunked")
+        sock.sendall(request + b"%x\r\n%b\r\n" % (len(parts[0]), parts[0]))
+        time.sleep(0.3)
+        assert not seen_by.receiving()
+        sock.sendall(b"%x\r\n%b\r\n0\r\n\r\n" % (len(parts[1]), parts[1]))
+        assert response_of(sock)[0] == 200
+    (seen,) = seen_by.requests()
+    assert seen.body == BODY
+    assert seen.headers["content-length"] == str(len(BODY))
