@@ -403,11 +403,13 @@ class Exchange:
         goes if a budget is in force (the reservation); else once it went (``read_request``
         takes 0.15 ms for a 250 KB body, which the upstream's own time then hides)."""
         if self._info is None:
+            assert self._whole, "the request body is read once it is all in"
             self._info = read_request(self.api, self._body)
         return self._info
 
     def _read_info(self) -> None:
-        self._info = self.info
+        if self._whole:
+            self._info = self.info
 
     def _needs_usage_injection(self) -> bool:
         # (Decided by decoding the body: a search of its bytes for "stream" costs more.)
@@ -468,16 +470,16 @@ class Exchange:
 
     async def _whole_body(self) -> bool:
         """Wait for the rest of a body that was going upstream as it came (the request
-        stopped on its way, and its call is to be recorded): False if the client left or
-        sent too much (answered 413)."""
+        stopped on its way, and its call is to be recorded): False if the client left, sent
+        too much (answered 413) or a budget refused it (answered 429, recorded)."""
         if self._whole:
             return True
         try:
             if self._incoming is not None:
                 async for _ in self._incoming:
                     pass
-        except _ClientLeft:
-            return False
+        except (_ClientLeft, _Refused):
+            return False  # (a refusal was answered)
         except _TooLarge:
             await self._reply_too_large()
             return False

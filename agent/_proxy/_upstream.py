@@ -477,9 +477,10 @@ class Upstream:
             out.append((b"content-length", length) if length is not None
                        else (b"transfer-encoding", b"chunked"))
         if origin.through:
+            response = await self._send_proxied(origin, method, url, out, body)
             if sent is not None:
-                sent()
-            return await self._send_proxied(origin, method, url, out, body)
+                sent()  # (httpcore sends the whole request before reading the answer)
+            return response
         path = (slash + target) or "/"
         lines = b"".join([k + b": " + v + b"\r\n" for k, v in out])
         if lines.count(b"\n") != len(out) or lines.count(b"\r") != len(out):

@@ -324,7 +324,21 @@ async def test_an_origin_behind_the_environments_http_proxy_goes_through_it(
         monkeypatch.setenv("HTTP_PROXY", proxy_url)
         upstream = client()
         status, _, body = await fetch(upstream, "http://api.example.invalid/v1/messages?x=1")
+        seen: list[int] = []
+
+        async def streamed() -> AsyncIterator[bytes]:
+            yield b'{"a": '
+            await asyncio.sleep(0.05)
+            yield b"1}"
+
+        response = await upstream.send(
+            "POST", "http://api.example.invalid/v1/x", [(b"content-length", b"8")],
+            streamed(), sent=lambda: seen.append(len(raw.requests)))
+        await response.aclose()
         await upstream.aclose()
     assert (status, body) == (200, b"via the proxy")
     assert raw.requests[0].startswith(
         b"POST http://api.example.invalid/v1/messages?x=1 HTTP/1.1\r\n")
+    # ``sent`` comes once the whole request went (the proxy had read it all by then).
+    assert seen == [2]
+    assert raw.requests[1].endswith(b'\r\n\r\n{"a": 1}')
