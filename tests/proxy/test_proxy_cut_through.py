@@ -1,6 +1,7 @@
 """A request body that needs no reading before it goes (no budget, an API whose usage need
 not be asked for) goes upstream as it comes: the upstream has its first bytes while the
-client is still sending. Clients here are raw sockets, to send half a body and stop."""
+client is still sending. Clients here are raw sockets, to send half a body and stop, and
+the Anthropic SDK with a request the size of a coding agent's."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 import socket
 import time
 from pathlib import Path
+
+import anthropic
 
 from .conftest import TEST_CONFIG, ProxyProcess, stored_calls, wait_for
 from .fake_upstream import USAGE, FakeUpstream, Seen
@@ -192,3 +195,20 @@ def test_a_chunked_body_is_read_whole_and_sent_with_its_length(
     (seen,) = seen_by.requests()
     assert seen.body == BODY
     assert seen.headers["content-length"] == str(len(BODY))
+
+
+def test_the_anthropic_sdk_with_a_coding_agent_sized_request(
+        proxy: ProxyProcess, upstream: Upstream) -> None:
+    seen_by = Watch(upstream)
+    context = "def handler(request):\n    return render(request)\n" * 6000  # ~300 KB
+    client = anthropic.Anthropic(base_url=proxy.url + "/anthropic", api_key="sk-client",
+                                 max_retries=0)
+    message = client.messages.create(
+        model="claude-sonnet-4-5", max_tokens=64,
+        messages=[{"role": "user", "content": context}])  # type: ignore[arg-type]
+    assert message.usage.output_tokens == USAGE["output"]
+    (seen,) = seen_by.requests()
+    assert json.loads(seen.body)["messages"][0]["content"] == context
+    (row,) = stored_calls(proxy.home)
+    assert (row["status"], row["input_tokens"], row["output_tokens"]) == (
+        "ok", USAGE["input"], USAGE["output"])
