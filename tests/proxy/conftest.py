@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -103,6 +104,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.02)
+
+
+def unreachable_proxy(home: Path) -> ProxyProcess:
+    """A proxy in ``home`` whose upstreams nobody listens on (a port just freed)."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{free.getsockname()[1]}"
+    (home / "config.toml").write_text(TEST_CONFIG)
+    return ProxyProcess(home, dead)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anthropic
 
-from .conftest import TEST_CONFIG, ProxyProcess, stored_calls, wait_for
+from .conftest import TEST_CONFIG, ProxyProcess, stored_calls, unreachable_proxy, wait_for
 from .fake_upstream import USAGE, FakeUpstream, Seen
 
 Upstream = tuple[FakeUpstream, str]
@@ -107,11 +107,7 @@ def test_a_client_that_leaves_mid_body_makes_no_call_and_the_upstream_none(
 
 def test_an_unreachable_upstream_still_records_the_body_s_model(
         meterline_home: Path) -> None:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{free.getsockname()[1]}"
-    (meterline_home / "config.toml").write_text(TEST_CONFIG)
-    proxy = ProxyProcess(meterline_home, dead)
+    proxy = unreachable_proxy(meterline_home)
     try:
         with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
             sock.sendall(head(proxy, "/anthropic/v1/messages", len(BODY)) + BODY[:1000])
@@ -205,7 +201,7 @@ def test_the_anthropic_sdk_with_a_coding_agent_sized_request(
                                  max_retries=0)
     message = client.messages.create(
         model="claude-sonnet-4-5", max_tokens=64,
-        messages=[{"role": "user", "content": context}])  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": context}])
     assert message.usage.output_tokens == USAGE["output"]
     (seen,) = seen_by.requests()
     assert json.loads(seen.body)["messages"][0]["content"] == context

@@ -17,7 +17,15 @@ import httpx
 import openai
 import pytest
 
-from .conftest import METERLINE, ROOT, TEST_CONFIG, ProxyProcess, stored_calls, wait_for
+from .conftest import (
+    METERLINE,
+    ROOT,
+    TEST_CONFIG,
+    ProxyProcess,
+    stored_calls,
+    unreachable_proxy,
+    wait_for,
+)
 from .fake_upstream import USAGE, FakeUpstream
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -259,11 +267,7 @@ def test_up_with_proxy_port_serves_and_keeps_the_status_line(
 
 
 def test_upstream_unreachable_is_a_502_and_an_error_call(meterline_home: Path) -> None:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{free.getsockname()[1]}"
-    (meterline_home / "config.toml").write_text(TEST_CONFIG)
-    proxy = ProxyProcess(meterline_home, dead)
+    proxy = unreachable_proxy(meterline_home)
     try:
         with pytest.raises(anthropic.InternalServerError) as failed:
             anthropic.Anthropic(base_url=proxy.url + "/anthropic", api_key="sk",
