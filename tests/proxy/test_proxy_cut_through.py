@@ -11,10 +11,13 @@ import time
 from pathlib import Path
 
 import anthropic
+import pytest
 
 from .conftest import TEST_CONFIG, ProxyProcess, stored_calls, unreachable_proxy, wait_for
 from .fake_upstream import USAGE, FakeUpstream, Seen
 
+# (The SDK warns that the model the fake upstream answers as is near its end of life.)
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 Upstream = tuple[FakeUpstream, str]
 BODY = json.dumps({"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [
     {"role": "user", "content": "line of context\n" * 8000}]}).encode()  # ~150 KB
