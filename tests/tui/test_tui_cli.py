@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
 import struct
 import subprocess
@@ -48,6 +49,13 @@ class Terminal:
 
     def press(self, keys: bytes) -> None:
         os.write(self.fd, keys)
+
+    def text(self, last: int = 4000) -> str:
+        """The output's last characters without its escape sequences (a failure's message:
+        what the screen said, not how it was drawn)."""
+        plain = re.sub(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>]", b" ",
+                       self.output)
+        return re.sub(r" {2,}", "  ", plain.decode("utf-8", "replace"))[-last:]
 
     def close(self) -> int:
         try:
