@@ -412,7 +412,8 @@ class Exchange:
             self._info = self.info
 
     def _needs_usage_injection(self) -> bool:
-        # (Decided by decoding the body: a search of its bytes for "stream" costs more.)
+        # The API first: a body that never needs it is not read before it goes. (Reading
+        # "stream" from its bytes instead of decoding it would cost more, measured.)
         if self.api not in INJECTABLE:
             return False
         return needs_usage_injection(self.api, self.info) and self.info.valid_json

@@ -136,8 +136,6 @@ class _Connection(asyncio.Protocol):
         self._last_progress = 0.0
         self._active = False  # an exchange is in progress
         self._write_ready: asyncio.Future[None] | None = None
-        #: ``exchange``'s ``sent``, waiting for the request's last bytes to go out.
-        self._after_flush: Callable[[], None] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -153,7 +151,8 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._reading_paused = False
         self._waiter: asyncio.Future[None] | None = None
-        self._after_flush = None
+        #: ``exchange``'s ``sent``, waiting for the request's last bytes to go out.
+        self._after_flush: Callable[[], None] | None = None
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
