@@ -191,6 +191,26 @@ async def test_p_without_budgets_cycles_day_week_and_month(meterline_home: Path)
                         ("day", "2 calls")]
 
 
+async def test_recent_calls_columns_fit_their_calls_from_the_first_frame() -> None:
+    """The widths come with the rows, not from the table's measuring on its next idle
+    (a frame drawn before that one, on a busy machine, once showed "claude-code" as "clau"
+    for good)."""
+    async with dashboard(size=(120, 40)) as (app, _pilot):
+        table = app.query_one(RecentCalls)
+        wide = {"id": 99, "ts": int(NOW.timestamp() * 1000) - 86_400_000 * 2,
+                "tool": "claude-code-with-a-long-name", "model": "claude-sonnet-4-5-20990101",
+                "input_tokens": 1_234_567, "output_tokens": 20, "cost_micro_usd": 12_345_678,
+                "latency_ms": 123_456, "status": "upstream_error"}
+        table.show([wide], UTC, int(NOW.timestamp() * 1000))
+        # No pause: nothing has been idle since the rows were added.
+        cells = table.get_row_at(0)
+        widths = [column.get_render_width(table) - 2 * table.cell_padding
+                  for column in table.ordered_columns]
+        assert all(len(str(cell)) <= width
+                   for cell, width in zip(cells, widths, strict=True)), (cells, widths)
+        assert "claude-code-with-a-long-name" in cells
+
+
 async def test_r_reloads_on_demand(meterline_home: Path) -> None:
     await fill(meterline_home, [call(5)])
     # Polling and ticking off: only the key can bring the new call in.

@@ -63,10 +63,12 @@ class Terminal:
             deadline = time.monotonic() + 15
             while self.process.poll() is None and time.monotonic() < deadline:
                 self.wait_for(b"\0never\0", timeout=0.1)
+            if self.process.poll() is None:
+                # Still running (a test that failed before it pressed q): killed, so that
+                # the test's own failure is what gets reported; the exit code says so.
+                self.process.kill()
             return self.process.wait(timeout=5)
         finally:
-            if self.process.poll() is None:
-                self.process.kill()
             os.close(self.fd)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import tzinfo
 from typing import Any
 
+from rich.cells import cell_len
 from textual import events
 from textual.widgets import DataTable
 
@@ -84,12 +85,17 @@ class RecentCalls(DataTable[str]):
                  *(str(call["id"]) for call in self._calls))
         if shown == self._shown:
             return  # nothing new: leave the table as it is
-        if self._shown is None or shown[0] != self._shown[0]:
-            self.clear(columns=True)
-            self.add_columns(*(NARROW_COLUMNS if self.narrow else COLUMNS))
-        else:
-            self.clear()
         self._shown = shown
-        for call in self._calls:
-            self.add_row(*call_row(call, self._zone, self._now_ms, narrow=self.narrow),
-                         key=str(call["id"]))
+        names = NARROW_COLUMNS if self.narrow else COLUMNS
+        rows = [call_row(call, self._zone, self._now_ms, narrow=self.narrow)
+                for call in self._calls]
+        # Each column's width is set here, from what it will hold, rather than left to
+        # the table's own measuring: that runs later, when the table is next idle, and a
+        # frame drawn before it (a busy machine) kept the headers' widths, cutting
+        # "claude-code" to "clau" until the next change of calls.
+        self.clear(columns=True)
+        for index, name in enumerate(names):
+            self.add_column(name, width=max([cell_len(name),
+                                             *(cell_len(row[index]) for row in rows)]))
+        for call, row in zip(self._calls, rows, strict=True):
+            self.add_row(*row, key=str(call["id"]))
