@@ -46,9 +46,9 @@ def test_up_shows_the_dashboard_with_the_proxy_and_imports(meterline_home: Path)
                           headers={"authorization": "Bearer sk-test"}, timeout=10)
         assert reply.status_code == 502
         assert "error" in reply.json()
-        # The session log under HOME was imported and is drawn. (Once, in CI, it was
-        # imported but not drawn within 30 s: the message then shows what the screen said
-        # and what the store held.)
+        # The session log under HOME was imported and is drawn, in full. (Twice, in CI, it
+        # was drawn with the columns at their headers' widths, "clau": the table measured
+        # its cells only when next idle; the widths now come with the rows.)
         if not terminal.wait_for(b"claude-code"):
             pytest.fail("the imported call was not drawn within 30 s. The screen:\n"
                         f"{terminal.text()}\nThe store's calls:\n"
