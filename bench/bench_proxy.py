@@ -55,6 +55,9 @@ LARGE_BODY = {"model": "claude-sonnet-4-5", "max_tokens": 1024, "messages": [
     {"role": "user" if turn % 2 == 0 else "assistant",
      "content": f"# turn {turn}\n" + "def handler(request):\n    return render(request)\n" * 64}
     for turn in range(80)]}
+#: The same conversation to OpenAI's Chat Completions (what Aider, Continue and Cline send):
+#: a body the proxy reads whole before it goes (whether to ask for usage depends on it).
+LARGE_CHAT_BODY = {"model": "gpt-4o", "messages": LARGE_BODY["messages"]}
 STREAM_FAKE = "gap=0.001,words=10,steady"
 LITELLM_KEY = "sk-meterline-bench-litellm-master"
 #: The enforced budget of the ``+budget`` targets: never reached, reserved and settled always.
@@ -292,7 +295,7 @@ class Target:
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
         path = url.path.rstrip("/") + "/chat/completions"
         self.requests = {kind: _encode(self.host, self.port, path, kind)
-                         for kind in ("plain", "stream")}
+                         for kind in ("plain", "stream", "large-chat")}
         # The same origin's Anthropic Messages route (meterline's under /anthropic).
         messages = url.path.rstrip("/").removesuffix("/openai/v1").removesuffix("/v1")
         messages += "/anthropic/v1/messages" if url.path.endswith("/openai/v1") else \
@@ -312,7 +315,8 @@ def _encode(host: str, port: int, path: str, kind: str) -> bytes:
     # measured): the fake's pacing, not the proxy's cost.
     stream = kind == "stream"
     payload = {**BODY, "stream": True, "stream_options": {"include_usage": True}} if stream \
-        else LARGE_BODY if kind == "large" else BODY
+        else LARGE_BODY if kind == "large" else LARGE_CHAT_BODY if kind == "large-chat" \
+        else BODY
     body = json.dumps(payload).encode()
     head = [f"POST {path} HTTP/1.1", f"host: {host}:{port}",
             "content-type: application/json", f"content-length: {len(body)}",
@@ -400,6 +404,7 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace, plain: S
     await one_client(targets, 50, "plain")  # warm up every pool and code path
     await one_client(targets, 20, "stream")
     await one_client({k: v for k, v in targets.items() if k != "litellm"}, 10, "large")
+    await one_client(targets, 10, "large-chat")
     cpu_before = cpu_seconds(plain)
     totals, _ = await one_client(targets, args.n, "plain")
     report("concurrency 1, plain JSON: total time", totals, (1.0, 3.0))
@@ -413,6 +418,9 @@ async def measure(targets: dict[str, Target], args: argparse.Namespace, plain: S
         totals, _ = await one_client(large, args.large, "large")
         report(f"concurrency 1, Anthropic Messages, a {size} KB request (a coding agent's "
                "context): total time", totals, (1.0, 3.0))
+        totals, _ = await one_client(targets, args.large, "large-chat")
+        report(f"concurrency 1, OpenAI Chat Completions, the same {size} KB conversation "
+               "(read whole before it goes): total time", totals, (1.0, 3.0))
     totals, firsts = await one_client(targets, args.streams, "stream")
     report("concurrency 1, streams: total time", totals, (1.0, 3.0))
     report("concurrency 1, streams: time to first byte", firsts, (1.0, 3.0))
@@ -441,7 +449,8 @@ def main() -> None:
     parser.add_argument("--serve-relay", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("-n", type=int, default=1000, help="plain requests per target")
     parser.add_argument("--large", type=int, default=300,
-                        help="plain ~270 KB Anthropic requests per target (0: none)")
+                        help="plain ~270 KB Anthropic Messages and OpenAI Chat requests "
+                        "per target, each (0: none)")
     parser.add_argument("--streams", type=int, default=400, help="streams per target (c=1)")
     parser.add_argument("--rounds", type=int, default=40,
                         help="rounds of 10 concurrent streams per target")
