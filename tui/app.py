@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
@@ -39,6 +40,8 @@ from tui.widgets.sync import SyncLine
 from tui.widgets.title import TitleBar
 from tui.widgets.usage import UsagePlot
 from tui.widgets.welcome import Welcome
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -228,7 +231,15 @@ class DashboardApp(App[None]):
             self._report(exc)
             return False
         self._error = None
-        self._apply(snapshot)
+        try:
+            self._apply(snapshot)
+        except Exception as exc:
+            # A fault in drawing: said on the screen (and logged, with its traceback), and
+            # the next reload tries again (uncaught, it ended the refreshing for good,
+            # without a word).
+            log.exception("the dashboard could not draw a refresh")
+            self._report(exc)
+            return False
         self.last_reload_s = time.perf_counter() - started
         async with self._refreshed:
             self.reload_count += 1

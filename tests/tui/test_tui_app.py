@@ -275,6 +275,30 @@ async def test_with_the_callers_store_it_stays_open_and_extra_status_shows(
         assert (await store.add_calls([call(1, index=1)])).inserted == 1
 
 
+async def test_a_fault_in_drawing_is_shown_and_the_next_reload_draws(
+        meterline_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    await fill(meterline_home, [call(3)])
+    async with dashboard() as (app, pilot):
+        shown = RecentCalls.show
+
+        def broken(self: RecentCalls, *args: Any) -> None:
+            raise RuntimeError("a widget that cannot draw")
+
+        monkeypatch.setattr(RecentCalls, "show", broken)
+        await pilot.press("r")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if app._error:
+                break
+        assert app._error == "a widget that cannot draw"
+        assert "Cannot refresh: a widget that cannot draw" in text(app.query_one(AlertBar))
+        monkeypatch.setattr(RecentCalls, "show", shown)
+        await fill(meterline_home, [call(1, index=1)])
+        await reload(app, pilot, "r")  # the refreshing goes on
+        assert app._error is None
+        assert app.query_one(RecentCalls).row_count == 2
+
+
 async def test_a_broken_config_is_notified_and_the_dashboard_keeps_going(
         meterline_home: Path) -> None:
     await fill(meterline_home, [call(3)])
