@@ -75,7 +75,8 @@ METERED: dict[tuple[str, str], Api] = {
 MAX_REQUEST_BODY = 64 * 2**20
 #: Budgets older than this are re-read (config.toml edits apply about this long after).
 BUDGET_TTL_S = 1.0
-#: Budgets read less than this long ago are used while a re-read runs in the background.
+#: Budgets read less than this long ago are used while a re-read runs in the background;
+#: while requests come at least this often, the budgets are re-read every BUDGET_TTL_S.
 BUDGET_STALE_S = 5.0
 #: Vendor quota figures are written at most this often per provider.
 QUOTA_FLUSH_S = 0.5
@@ -227,34 +228,55 @@ class Proxy:
         self.calls_log = CallLog()
         self._budgets: tuple[float, list[Budget]] = (-1e9, [])
         self._budgets_read: asyncio.Future[list[Budget]] | None = None
+        self._budgets_used = -1e9
+        self._budgets_timer: asyncio.TimerHandle | None = None
+        self._closing = False
 
     async def aclose(self) -> None:
+        self._closing = True
+        if self._budgets_timer is not None:
+            self._budgets_timer.cancel()
         self.calls_log.flush()
         await self.quotas.aclose()
         await self.client.aclose()
 
     async def budgets(self) -> list[Budget]:
-        """The budgets in force, re-read at most every ``BUDGET_TTL_S``.
+        """The budgets in force: at most about ``BUDGET_TTL_S`` old while requests come.
 
-        A request that finds them stale, but read less than ``BUDGET_STALE_S`` ago, goes on
-        with them and has them re-read in the background: the read (a hand-off to a worker
+        While requests come at least every ``BUDGET_STALE_S``, the budgets are re-read in
+        the background every ``BUDGET_TTL_S`` (an edit of config.toml applies about a second
+        later), and a request uses the budgets read last: the read (a hand-off to a worker
         thread and back) is never on the path of a busy proxy's requests, where it used to
         hold up every request of that moment by a wake-up of each thread. After a longer
-        pause (or at the first request) the request waits for the read. Requests that wait
+        pause (or at the first request) the request waits for a read. Requests that wait
         together share one read."""
+        now = self._budgets_used = time.monotonic()
         stamp, budgets = self._budgets
-        age = time.monotonic() - stamp
+        age = now - stamp
         if age <= BUDGET_TTL_S:
             return budgets
+        self._reread_budgets()
+        if age <= BUDGET_STALE_S:
+            return budgets
+        assert self._budgets_read is not None
+        return await asyncio.shield(self._budgets_read)
+
+    def _reread_budgets(self) -> None:
+        self._budgets_timer = None
         if self._budgets_read is None or self._budgets_read.done():
             self._budgets_read = asyncio.ensure_future(self._read_budgets())
             self._budgets_read.add_done_callback(_budgets_read_done)
-        if age <= BUDGET_STALE_S:
-            return budgets
-        return await asyncio.shield(self._budgets_read)
 
     async def _read_budgets(self) -> list[Budget]:
-        budgets = await self.store.budgets()
+        try:
+            budgets = await self.store.budgets()
+        finally:
+            # Read again in a second while requests still come (a failed read too: the
+            # budgets read before stay in force until then).
+            if time.monotonic() - self._budgets_used <= BUDGET_STALE_S \
+                    and self._budgets_timer is None and not self._closing:
+                self._budgets_timer = asyncio.get_running_loop().call_later(
+                    BUDGET_TTL_S, self._reread_budgets)
         self._budgets = (time.monotonic(), budgets)
         return budgets
 
@@ -508,7 +530,7 @@ class Exchange:
                                                     b"accept-encoding")
         if isinstance(headers, str):
             if await self._whole_body():
-                await self._record("no_key", None, meter_for(self.api, streaming=False), None)
+                await self._record("no_key", 401, meter_for(self.api, streaming=False), None)
                 await _reply_no_key(self.send, self.provider, headers)
             return
         # Identity encoding on metered routes: the meter reads what the client receives.
@@ -536,7 +558,7 @@ class Exchange:
             log.warning("POST %s: upstream unreachable (%s)", self.scope["path"],
                         type(exc).__name__)
             if await self._whole_body():
-                await self._record("unreachable", None, meter_for(self.api, streaming=False),
+                await self._record("unreachable", 502, meter_for(self.api, streaming=False),
                                    None)
                 await _reply_unreachable(self.send, self.provider)
             return
@@ -562,7 +584,7 @@ class Exchange:
                 budgets, cost_micro=cost, tokens=info.input_estimate + info.max_output,
                 lease=True)
         except BudgetBlocked as blocked:
-            await self._record("blocked", None, meter_for(self.api, streaming=False), None)
+            await self._record("blocked", 429, meter_for(self.api, streaming=False), None)
             body = error_body(self.provider, "budget", str(blocked))
             extra = [(b"x-meterline-budget", f"blocked; budget={blocked.budget}; resets="
                       f"{blocked.resets_at or 'unknown'}".encode())]

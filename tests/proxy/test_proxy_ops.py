@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import anthropic
@@ -86,6 +87,31 @@ def test_an_enforced_budget_refuses_in_each_providers_format(
         for blocked in calls[1:]:
             assert (blocked["input_tokens"], blocked["output_tokens"],
                     blocked["cost_micro_usd"]) == (0, 0, 0)
+    finally:
+        proxy.stop()
+    # The log line says what the client was answered.
+    assert any("POST /anthropic/v1/messages 429 blocked " in line for line in proxy.log), \
+        proxy.log
+
+
+def test_a_budget_raised_with_the_cli_applies_within_about_a_second(
+        meterline_home: Path, upstream: Upstream) -> None:
+    proxy = start(meterline_home, upstream, ENFORCED)
+    try:
+        def ask() -> int:
+            return httpx.post(proxy.url + "/anthropic/v1/messages", timeout=10, json={
+                "model": "claude-sonnet-4-5", "max_tokens": 10, "messages": MESSAGES},
+                headers={"x-api-key": "sk"}).status_code
+
+        assert [ask(), ask()] == [200, 429]
+        raised = cli("budget", "set", "--name", "daily", "--usd", "1", "--mode", "enforce",
+                     env={"METERLINE_HOME": str(meterline_home)})
+        assert raised.returncode == 0, raised.stderr
+        # The first request after the edit, 1.6 s later, already has the new limit (it used
+        # to get the budgets read before it, and a second 429).
+        time.sleep(1.6)
+        assert ask() == 200
+        assert [c["status"] for c in stored_calls(meterline_home)] == ["ok", "blocked", "ok"]
     finally:
         proxy.stop()
 
@@ -184,6 +210,8 @@ def test_keys_in_the_file_fallback_are_injected_and_never_leak(
         proxy.stop()
     calls = stored_calls(meterline_home)
     assert [c["status"] for c in calls] == ["ok", "ok", "error", "error", "error"]
+    assert sum("POST /openai/v1/chat/completions 401 error " in line
+               for line in proxy.log) == 1, proxy.log
 
     db = sqlite3.connect(meterline_home / "meterline.db")
     dump = "\n".join(db.iterdump())
@@ -280,4 +308,6 @@ def test_upstream_unreachable_is_a_502_and_an_error_call(meterline_home: Path) -
     assert (row["status"], row["cost_micro_usd"], row["input_tokens"]) == ("error", 0, 0)
     # Read from the request's body, which no request upstream ever carried.
     assert row["model"] == "claude-sonnet-4-5"
+    assert any("POST /anthropic/v1/messages 502 error " in line for line in proxy.log), \
+        proxy.log
 
