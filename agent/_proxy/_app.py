@@ -372,6 +372,8 @@ class Exchange:
         self.call_id = new_id()
         #: The client closed its connection (set by ``_watch_disconnect``).
         self.client_gone = False
+        #: When a departed client's response is given up (its grace period's end).
+        self._give_up_at = 0.0
         self._body = b""
         #: The body is all in (``_body``); until then, ``_incoming`` brings it.
         self._whole = False
@@ -522,6 +524,8 @@ class Exchange:
             message = await self.receive()
             if message["type"] == "http.disconnect":
                 self.client_gone = True
+                self._give_up_at = asyncio.get_running_loop().time() \
+                    + self.proxy.options.disconnect_grace_s
                 self._give_up_later()
                 return
 
@@ -551,10 +555,21 @@ class Exchange:
                 headers.append((b"content-length", length.encode()))
         url = upstream_url(self.proxy.options.upstreams[self.provider], self.scope,
                            self.provider, self.rest)
+        deadline = asyncio.timeout(None)  # a departed client's grace, while the head comes
         try:
-            response = await self.proxy.client.send("POST", url, headers, upstream_body,
-                                                    sent=self._read_info)
+            async with deadline:
+                self._deadline = deadline
+                if self.client_gone:
+                    self._give_up_later()
+                response = await self.proxy.client.send("POST", url, headers, upstream_body,
+                                                        sent=self._read_info)
         except UPSTREAM_ERRORS as exc:
+            if deadline.expired():
+                # The client left and the upstream had not answered within the grace
+                # period: the request is cut there (its connection closed: the provider
+                # stops), and recorded as a cut call with nothing reported.
+                await self._record("cut", None, meter_for(self.api, streaming=False), None)
+                return
             log.warning("POST %s: upstream unreachable (%s)", self.scope["path"],
                         type(exc).__name__)
             if await self._whole_body():
@@ -567,6 +582,8 @@ class Exchange:
         except _TooLarge:
             await self._reply_too_large()
             return
+        finally:
+            self._deadline = None
         try:
             await self._relay(response, strip=inject)
         finally:
@@ -671,10 +688,10 @@ class Exchange:
         return False
 
     def _give_up_later(self) -> None:
-        """The client left: keep reading a little, for the usage at the end."""
+        """The client left: keep waiting and reading a little (the grace period, counted
+        from its leaving, whether the upstream's head was in or not), for the usage."""
         if self._deadline is not None and self._deadline.when() is None:
-            self._deadline.reschedule(asyncio.get_running_loop().time()
-                                      + self.proxy.options.disconnect_grace_s)
+            self._deadline.reschedule(self._give_up_at)
 
     async def _send(self, message: Message) -> None:
         if self.client_gone:

@@ -264,6 +264,21 @@ def test_client_leaves_before_the_first_byte(proxy: ProxyProcess) -> None:
     matches(row, EXACT_ANTHROPIC)
 
 
+def test_client_leaves_before_the_first_byte_and_the_upstream_outlasts_the_grace(
+        proxy: ProxyProcess) -> None:
+    left = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        raw_stream(proxy, "/anthropic/v1/messages", {"model": "claude-sonnet-4-5",
+                   "max_tokens": 5, "stream": True, "messages": MESSAGES}, "delay=8", 1,
+                   timeout=0.3)
+    row = wait_for(lambda: stored_calls(proxy.home), timeout=15)[0]
+    # Cut 1.5 s (the grace) after the client left, not when the upstream answered (8 s).
+    assert time.monotonic() - left < 5
+    matches(row, {"status": "error", "estimated": 1, "output_tokens": 0,
+                  "model": "claude-sonnet-4-5"})
+    assert int(row["input_tokens"]) >= 1  # type: ignore[call-overload]
+
+
 def test_client_leaves_mid_stream_and_the_upstream_finishes(proxy: ProxyProcess) -> None:
     seen = raw_stream(proxy, "/anthropic/v1/messages", {
         "model": "claude-sonnet-4-5", "max_tokens": 5, "stream": True, "messages": MESSAGES},
