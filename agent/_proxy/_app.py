@@ -372,6 +372,8 @@ class Exchange:
         self.call_id = new_id()
         #: The client closed its connection (set by ``_watch_disconnect``).
         self.client_gone = False
+        #: Set once the exchange is over (after the response's last bytes).
+        self._answered = False
         #: When a departed client's response is given up (its grace period's end).
         self._give_up_at = 0.0
         self._body = b""
@@ -410,14 +412,19 @@ class Exchange:
         try:
             await self._forward()
         except BaseException:
+            if self._watcher is not None:
+                self._watcher.cancel()
             # Cancelled (shutdown ran out of time) or a bug: the call is still recorded.
             if not self.recorded and self._whole:
                 with contextlib.suppress(Exception):
                     await self._record("cut", self.http_status, self.meter, None)
             raise
-        finally:
-            if self._watcher is not None:
-                self._watcher.cancel()
+        # Answered (or the client left): the watcher ends by itself, as the server tells it
+        # the exchange is over. Cancelled instead, it left a cycle of garbage per request
+        # (its CancelledError, tracebacks, frames, and through them this exchange and its
+        # body) that only the collector could free: 40 µs of a request's CPU on average,
+        # and pauses of 1-3 ms at ten concurrent streams.
+        self._answered = True
 
     @property
     def info(self) -> RequestInfo:
@@ -522,6 +529,8 @@ class Exchange:
     async def _watch_disconnect(self) -> None:
         while True:
             message = await self.receive()
+            if self._answered:
+                return  # (what the server says once the response was sent)
             if message["type"] == "http.disconnect":
                 self.client_gone = True
                 self._give_up_at = asyncio.get_running_loop().time() \
@@ -652,6 +661,7 @@ class Exchange:
                 await self._send({"type": "http.response.body", "body": tail,
                                   "more_body": True})
                 raise AbortResponse("upstream response cut short")
+            self._answered = True  # (before: the server wakes the watcher as it ends)
             await self._send({"type": "http.response.body", "body": tail, "more_body": False})
         finally:
             # The log line is made after the last bytes went out: not on their path.
