@@ -75,12 +75,34 @@ def require_team_manager(who: Principal, team_id: int, team_name: str) -> None:
 
 def require_member_manager(who: Principal, target_role: str, target_team_ids: frozenset[int],
                            target_name: str) -> None:
-    """Admins manage everyone; a lead manages developers who share one of the lead's teams."""
+    """Admins manage everyone; a lead manages developers all of whose teams the lead leads.
+
+    Not those who are also in another team: a token issued for one acts as them everywhere
+    (their data in that team too), and a budget set on one applies there too."""
     if who.is_admin:
         return
-    if who.is_lead and target_role == "developer" and who.team_ids & target_team_ids:
+    if who.is_lead and target_role == "developer" and target_team_ids \
+            and target_team_ids <= who.team_ids:
         return
+    if who.is_lead and target_role == "developer" and who.team_ids & target_team_ids:
+        raise Forbidden(f"{target_name!r} is also in a team you do not lead: an admin "
+                        "manages them", field="developer")
     raise Forbidden(f"you may not manage {target_name!r}", field="developer")
+
+
+def require_team_joiner(who: Principal, target_role: str, target_team_ids: frozenset[int],
+                        target_name: str) -> None:
+    """Who may put a member into a team (the team's manager, checked first): an admin
+    anyone; a lead only developers already in the lead's teams, and in no other — moving
+    them between the lead's own teams. Anyone else joins through an admin: once in the
+    team, their whole history would count in the team's figures the lead reads."""
+    if who.is_admin:
+        return
+    if target_role != "developer":
+        raise Forbidden("a lead adds and removes developers only", field="developer")
+    if not target_team_ids or not target_team_ids <= who.team_ids:
+        raise Forbidden(f"{target_name!r} is not only in teams you lead: an admin adds "
+                        "them to a team", field="developer")
 
 
 def require_deployer(who: Principal) -> None:

@@ -233,6 +233,8 @@ class AdminOps(StoreBase):
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:lock, :member)"),
                                    {"lock": MEMBERSHIP_LOCK, "member": member.id})
                 member = await _member_by_id(conn, member.id)
+            if add and team_id not in member.team_ids:
+                _access.require_team_joiner(who, member.role, member.team_ids, name)
             moved = None
             if add and team_id not in member.team_ids:
                 await conn.execute(sa.insert(t.team_members).values(team_id=team_id,

@@ -29,6 +29,7 @@ from server._http import ref, reply, store
 from server._metrics import Metrics, MetricsMiddleware
 from server._settings import Settings
 from server._store import Store, open_store
+from server._txn import unavailable
 
 log = logging.getLogger("meterline.server")
 VERSION = "1"
@@ -143,6 +144,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
         return _error(503, "the database is unavailable: retry shortly",
                       headers={"Retry-After": "5"})
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        # A database dropped or not (yet) there, too many connections, a shutdown under way:
+        # as unavailable as a refused connection. Anything else is a fault of ours.
+        if unavailable(exc):
+            return await on_database_unavailable(request, exc)
+        return await on_unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def on_unexpected(_request: Request, exc: Exception) -> Response:

@@ -85,6 +85,25 @@ class StoreBase:
         await self.engine.dispose()
 
 
+#: PostgreSQL's SQLSTATEs (or their classes) for "the database cannot serve now": a lost
+#: or refused connection (08), too many connections or no room (53), a shutdown, a restart
+#: or a database dropped (57P), a database that does not exist (any more: 3D000).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "3D000")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether a driver error says the database cannot be reached or used now (a 503 to
+    retry), rather than that a statement was wrong."""
+    for error in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None),
+                  getattr(getattr(exc, "orig", None), "__cause__", None)):
+        if isinstance(error, _DRIVER_UNAVAILABLE):
+            return True
+        code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        if isinstance(code, str) and code.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+    return False
+
+
 def _retryable(exc: Exception) -> bool:
     if isinstance(exc, DBAPIError):
         orig: object = exc.orig

@@ -38,13 +38,29 @@ def test_team_management() -> None:
 
 
 def test_member_management() -> None:
-    _access.require_member_manager(LEAD, "developer", frozenset({10, 12}), "alice")
+    _access.require_member_manager(LEAD, "developer", frozenset({10}), "alice")
+    with pytest.raises(Forbidden, match="an admin manages them"):
+        # also in a team the lead does not lead: a token would act there too
+        _access.require_member_manager(LEAD, "developer", frozenset({10, 12}), "alice")
     with pytest.raises(Forbidden):  # a lead does not manage other leads
         _access.require_member_manager(LEAD, "lead", frozenset({10}), "leo")
     with pytest.raises(Forbidden):  # nor developers outside the lead's teams
         _access.require_member_manager(LEAD, "developer", frozenset({11}), "carol")
     with pytest.raises(Forbidden):
         _access.require_member_manager(DEV, "developer", frozenset({10}), "bob")
+
+
+def test_who_may_put_a_member_into_a_team() -> None:
+    _access.require_team_joiner(ADMIN, "lead", frozenset({11}), "leo")
+    two_teams = Principal(kind="member", member_id=4, name="lars", role="lead",
+                          team_ids=frozenset({10, 12}))
+    _access.require_team_joiner(two_teams, "developer", frozenset({10}), "alice")  # a move
+    for who, role, teams in ((LEAD, "developer", frozenset({11})),  # another lead's
+                             (LEAD, "developer", frozenset({10, 11})),
+                             (LEAD, "developer", frozenset()),  # in no team yet
+                             (LEAD, "lead", frozenset({10}))):
+        with pytest.raises(Forbidden):
+            _access.require_team_joiner(who, role, teams, "x")
 
 
 def test_new_members() -> None:

@@ -378,6 +378,33 @@ async def test_admin_and_lead_manage_people(client: httpx.AsyncClient, org: Org)
     assert teams == {"teams": [{"name": "web", "members": ["carol"]}]}
 
 
+async def test_a_lead_cannot_take_over_another_teams_developer(client: httpx.AsyncClient,
+                                                                org: Org) -> None:
+    """lena leads core; carol is in web. Pulling carol into core, minting a token for her
+    and letting her go again once gave lena a hidden credential that read carol's data."""
+    pulled = await client.put("/api/v1/teams/core/members/carol", headers=org.auth("lena"))
+    assert pulled.status_code == 403, pulled.text
+    assert "an admin adds them" in pulled.json()["error"]["message"]
+    assert (await client.post("/api/v1/members/carol/tokens", json={"label": "mine"},
+                              headers=org.auth("lena"))).status_code == 403
+    # Nor once an admin has put carol in core too: she is still in web, which lena does
+    # not lead.
+    shared = await client.put("/api/v1/teams/core/members/carol", headers=org.auth("admin"))
+    assert shared.status_code == 200
+    minted = await client.post("/api/v1/members/carol/tokens", json={"label": "mine"},
+                               headers=org.auth("lena"))
+    assert minted.status_code == 403
+    assert "also in a team you do not lead" in minted.json()["error"]["message"]
+    budget = await client.put("/api/v1/budgets", headers=org.auth("lena"), json={
+        "scope": "developer", "developer": "carol", "period": "day", "limit_usd": 1})
+    assert budget.status_code == 403
+    # Her own team's developers stay hers to manage.
+    assert (await client.post("/api/v1/members/alice/tokens", json={"label": "laptop"},
+                              headers=org.auth("lena"))).status_code == 201
+    me = await client.get("/api/v1/me", headers=org.auth("carol"))
+    assert me.json()["teams"] == ["core", "web"]
+
+
 # ------------------------------------------------------------------------ the service
 
 
@@ -404,6 +431,29 @@ async def test_unknown_routes_answer_json(client: httpx.AsyncClient) -> None:
     wrong_method = await client.delete("/healthz")
     assert wrong_method.status_code == 405
     error_of(wrong_method)
+
+
+async def test_a_database_that_is_not_there_is_a_503_to_retry(pg_url: str) -> None:
+    """The server reachable, the database gone (dropped, or not created yet): as
+    unavailable as a refused connection, not an internal error."""
+    from server._app import create_app
+    from server._db import create_engine
+    from server._settings import Settings, database_url
+    from server._store import Store
+
+    url = database_url(pg_url.rsplit("/", 1)[0] + "/meterline_no_such_database")
+    store = Store(create_engine(url))
+    app = create_app(Settings(db_url=url), store_=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://server") as http:
+        auth = {"Authorization": "Bearer mlt_0123456789ab_" + "A" * 43}
+        for response in (await http.get("/api/v1/me", headers=auth),
+                         await http.post("/api/v1/events", headers=auth,
+                                         json={"events": []})):
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "5"
+            assert "unavailable" in error_of(response)["message"]
+    await store.close()
 
 
 async def test_an_unreachable_database_is_a_503_to_retry() -> None:
