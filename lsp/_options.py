@@ -73,16 +73,34 @@ class InitOptions(msgspec.Struct, kw_only=True, rename="camel", forbid_unknown_f
 
 
 def parse_init_options(raw: Any) -> tuple[InitOptions, str | None]:
-    """The options, or the defaults and a message naming what was wrong."""
+    """The options, with the defaults for the ones that are wrong, and a message naming
+    every one that is (None if all are right)."""
     if raw is None:
         return InitOptions(), None
     try:
         return msgspec.convert(raw, InitOptions), None
     except msgspec.ValidationError as exc:
-        message, _, at = str(exc).partition(" - at `$")
-        where = at.rstrip("`").lstrip(".") or "initializationOptions"
-        return InitOptions(), (f"meterline: initializationOptions.{where}: "
-                               f"{message.replace('`', '')}; using the defaults")
+        if not isinstance(raw, dict):
+            return InitOptions(), f"meterline: {_problem(exc)}; using the defaults"
+    # Field by field: each wrong one named, the right ones kept (no option depends on
+    # another, so those that are right alone are right together).
+    right: dict[str, Any] = {}
+    problems = []
+    for key, value in raw.items():
+        try:
+            msgspec.convert({key: value}, InitOptions)
+        except msgspec.ValidationError as exc:
+            problems.append(_problem(exc))
+        else:
+            right[key] = value
+    return msgspec.convert(right, InitOptions), (f"meterline: {'; '.join(problems)}; "
+                                                 "using the defaults for these")
+
+
+def _problem(exc: msgspec.ValidationError) -> str:
+    message, _, at = str(exc).partition(" - at `$")
+    where = at.rstrip("`").lstrip(".") or ""
+    return f"initializationOptions{'.' + where if where else ''}: {message.replace('`', '')}"
 
 
 class Upstream(NamedTuple):

@@ -8,7 +8,8 @@
   the sidecar keeps its own (``lsp._documents``), so the built-in didOpen/didChange/
   didClose only pass the notification on.
 * A request whose params do not fit the LSP types gets an InvalidParams answer, instead of
-  no answer at all (pygls reports the error but leaves the request hanging).
+  no answer at all (pygls reports the error but leaves the request hanging); so does a
+  request after ``shutdown`` get an InvalidRequest answer (pygls leaves it unanswered).
 * didChange, sent on every keystroke for every open file, takes a short path: its params
   are built directly (cattrs' generic structuring costs ~40 µs), the handler is called
   without pygls's generator round, and requests and notifications are told apart by their
@@ -25,7 +26,7 @@ from typing import Any
 
 from cattrs import Converter
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.protocol import (
     JsonRPCNotification,
     JsonRPCRequestMessage,
@@ -119,6 +120,20 @@ class MeterlineProtocol(LanguageServerProtocol):
     def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Step:
         yield from self._pass_on(types.TEXT_DOCUMENT_DID_CLOSE, params)
 
+    @lsp_method(types.SHUTDOWN)
+    def lsp_shutdown(self, *args: Any) -> Step:
+        """pygls's, over a copy of the requests in flight: cancelling one can take it out
+        of that dict at once (its done callback), which broke pygls's loop over it and
+        answered ``shutdown`` with an internal error instead of ending the session."""
+        handler = self.fm.features.get(types.SHUTDOWN)
+        if handler is not None:
+            yield handler, args, None
+        current = self.msg_id
+        for msg_id, future in list(self._request_futures.items()):
+            if msg_id != current and not future.done():
+                future.cancel()
+        self._shutdown = True
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         if data.get("method") == types.TEXT_DOCUMENT_DID_CHANGE and "id" not in data:
             quick = _did_change(data)
@@ -143,7 +158,12 @@ class MeterlineProtocol(LanguageServerProtocol):
             super().handle_message(message)  # responses, errors, oddities: pygls's way
             return
         if self._shutdown and method != types.EXIT:
-            log.warning("Server shutting down. No more requests!")
+            if hasattr(message, "id"):  # a request: answered, as the protocol asks
+                self._send_response(message.id, error=JsonRpcInvalidRequest(
+                    "the server is shutting down: no requests after shutdown"
+                ).to_response_error())
+            else:
+                log.warning("Server shutting down. No more requests!")
             return
         context = contextvars.copy_context()  # each handler in its own context, as pygls
         if hasattr(message, "id"):

@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
+from pygls.exceptions import JsonRpcException
 from pygls.io_ import StdinAsyncReader, StdoutWriter, run_async
 
 from lsp._server import MeterlineServer, create_server
@@ -20,9 +21,58 @@ from lsp._server import MeterlineServer, create_server
 log = logging.getLogger("meterline.lsp")
 
 
+class ClientErrors(logging.Filter):
+    """pygls's records of what a client sent wrong, made fit for the log: one line, at
+    warning, no traceback (the client has its -32602 answer; a traceback per bad message
+    buried the log), and never the message's params (a document's text can be in them).
+    Faults of ours keep their traceback, without the params."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("pygls"):
+            return True
+        text = str(record.msg)
+        error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        if text.startswith("Unable to deserialize message"):
+            record.msg, record.args = "a message that does not fit its LSP type: %s", (
+                _one_line(error),)
+            expected = True
+        elif text.startswith("Unable to handle message"):
+            record.msg, record.args = "a message not handled: %s", (_one_line(error),)
+            expected = isinstance(error, JsonRpcException) and error.code in _CLIENTS
+        elif text.startswith(("Failed to handle request", "Failed to handle notification",
+                              "Exception occurred for message")):
+            args = record.args if isinstance(record.args, tuple) else ()
+            what = args[:2] if text.startswith("Failed to handle request") else args[:1]
+            record.msg, record.args = "%s failed: %s", (
+                " ".join(str(part) for part in what), _one_line(error))
+            expected = isinstance(error, JsonRpcException) and error.code in _CLIENTS
+        else:
+            return True
+        if expected:
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            return logging.getLogger("pygls").isEnabledFor(logging.WARNING)
+        return True
+
+
+#: JSON-RPC errors that are the client's: invalid request or params, a cancelled request.
+_CLIENTS = frozenset({-32600, -32602, -32800})
+
+
+def _one_line(error: BaseException | None) -> str:
+    if error is None:
+        return "?"
+    text = f"{type(error).__name__}: {error}"
+    cause = error.__cause__
+    if cause is not None:
+        text += f" ({type(cause).__name__}: {cause})"
+    return " ".join(text.split())[:300]
+
+
 def configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(ClientErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -7,13 +7,14 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import pytest
-from lsp_harness import KEYS, PRICES, Sidecar, StartSidecar, eventually, openai_init
+from lsp_harness import KEYS, PRICES, SIDECAR, Sidecar, StartSidecar, eventually, openai_init
 from lsp_upstream import Reply, Upstream
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
@@ -232,3 +233,111 @@ async def test_what_the_store_could_not_take_is_kept_for_the_next_start(
     await eventually(lambda: len(again.calls()) == 2, what="the spilled calls stored")
     await again.stop()
     assert spill_files(meterline_home) == []  # claimed, stored, removed
+
+
+def _frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _answers(stdout: Any, count: int) -> dict[Any, dict[str, Any]]:
+    """The next ``count`` answers (responses with an id) read from the server's stdout."""
+    answers: dict[Any, dict[str, Any]] = {}
+    while len(answers) < count:
+        length = 0
+        while (line := stdout.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        if not length:
+            break
+        message = json.loads(stdout.read(length))
+        if "id" in message and "method" not in message:
+            answers[message["id"]] = message
+    return answers
+
+
+class RawSession:
+    """The sidecar over its pipes, spoken to frame by frame (what a typed client would not
+    send), its stderr kept in a file."""
+
+    def __init__(self, errors: Path) -> None:
+        self.errors = errors
+        with errors.open("wb") as stderr:
+            self.server = subprocess.Popen(SIDECAR, stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=stderr)
+        self.watchdog = threading.Timer(60, self.server.kill)
+        self.watchdog.start()
+
+    def send(self, *messages: dict[str, Any]) -> None:
+        assert self.server.stdin is not None
+        for message in messages:
+            self.server.stdin.write(_frame({"jsonrpc": "2.0", **message}))
+        self.server.stdin.flush()
+
+    def answers(self, count: int) -> dict[Any, dict[str, Any]]:
+        return _answers(self.server.stdout, count)
+
+    def exit(self) -> int:
+        try:
+            self.send({"method": "exit"})
+            assert self.server.stdin is not None
+            self.server.stdin.close()
+            return self.server.wait(30)
+        finally:
+            self.watchdog.cancel()
+            self.server.kill()
+
+
+INITIALIZE = {"id": 1, "method": "initialize",
+              "params": {"processId": None, "rootUri": None, "capabilities": {}}}
+
+
+def test_bad_messages_leave_no_traceback_and_a_request_after_shutdown_is_answered(
+        meterline_home: Path, tmp_path: Path) -> None:
+    """At the default log level: a wrong request is answered (-32602) without a traceback
+    on stderr, nor the words the client sent; a request after shutdown gets -32600 (the
+    client would otherwise wait for ever)."""
+    secret = "SECRETWORD-in-a-document"
+    session = RawSession(tmp_path / "stderr")
+    try:
+        session.send(INITIALIZE)
+        assert "result" in session.answers(1)[1]
+        session.send(
+            {"method": "initialized", "params": {}},
+            {"id": 2, "method": "meterline/recordCall",
+             "params": {**CALL, "inputTokens": "lots", "tool": secret}},
+            {"id": 3, "method": "textDocument/inlineCompletion",
+             "params": {"textDocument": {"uri": URI}, "position": {"line": -1, "character": 0},
+                        "context": {"triggerKind": 1}}},
+            {"method": "textDocument/didOpen",
+             "params": {"textDocument": {"uri": URI, "text": secret}}},
+            {"id": 4, "method": "shutdown"})
+        answers = session.answers(3)
+        session.send({"id": 5, "method": "meterline/status", "params": {}})
+        answers |= session.answers(1)
+    finally:
+        code = session.exit()
+    assert answers[2]["error"]["code"] == -32602
+    assert answers[3]["error"]["code"] == -32602
+    assert answers[4]["result"] is None
+    assert answers[5]["error"]["code"] == -32600
+    assert code == 0
+    logged = session.errors.read_text()
+    assert "Traceback" not in logged, logged
+    assert secret not in logged, logged
+
+
+def test_shutdown_while_initialize_is_still_running_ends_the_session(
+        meterline_home: Path, tmp_path: Path) -> None:
+    """An editor closed as it started: initialize, then shutdown without waiting. pygls
+    answered that shutdown with an internal error (a dict changed while it cancelled the
+    requests in flight), and the session did not end cleanly."""
+    session = RawSession(tmp_path / "stderr")
+    try:
+        session.send(INITIALIZE, {"id": 2, "method": "shutdown"})
+        answers = session.answers(2)
+    finally:
+        code = session.exit()
+    assert answers[2].get("error") is None, answers[2]
+    assert answers[2]["result"] is None
+    assert code == 0

@@ -131,6 +131,17 @@ def test_init_options_are_checked_field_by_field() -> None:
     _, problem = parse_init_options({"typo": 1})
     assert problem is not None
     assert "typo" in problem
+    # Every wrong one named at once; the right ones kept.
+    options, problem = parse_init_options({
+        "completion": {"provider": "fooai", "model": "x"}, "retentionCheckpoints": "soon",
+        "rejectReplacedAfterSeconds": -4, "rejectUnansweredAfterSeconds": 10})
+    assert problem is not None
+    for field in ("completion.provider", "retentionCheckpoints",
+                  "rejectReplacedAfterSeconds"):
+        assert f"initializationOptions.{field}:" in problem
+    assert (options.completion, options.retention_checkpoints,
+            options.reject_replaced_after_seconds,
+            options.reject_unanswered_after_seconds) == (None, None, 5.0, 10.0)
 
 
 @pytest.mark.parametrize(("provider", "url"), [
