@@ -246,3 +246,31 @@ def test_a_vendor_window_that_has_reset_is_not_shown(meterline_home: Path) -> No
     expired = {"rate_limits": {"five_hour": {"used_percentage": 99,
                                              "resets_at": "2001-01-01T00:00:00Z"}}}
     assert "99%" not in run("status", stdin=json.dumps(expired)).stdout
+
+
+@pytest.mark.parametrize("args", [("record", "--bogus"), ("nosuchcommand",),
+                                  ("log", "-n", "0"), ("budget", "set", "--name", "d",
+                                                       "--usd", "1", "--mode", "shout"),
+                                  ("status", "extra")])
+def test_a_usage_error_is_one_line_with_exit_code_2(meterline_home: Path,
+                                                    args: tuple[str, ...]) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("meterline: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "--help`)" in result.stderr  # where to look
+
+
+@pytest.mark.parametrize("args", [("budget", "show"),
+                                  ("budget", "set", "--name", "d", "--usd", "6"),
+                                  ("import",), ("status",)])
+def test_a_home_that_is_a_file_is_one_line_not_a_traceback(tmp_path: Path,
+                                                           args: tuple[str, ...]) -> None:
+    not_a_folder = tmp_path / "home"
+    not_a_folder.write_text("a file where the home folder should be")
+    result = run(*args, home=not_a_folder)
+    assert result.returncode in (1, 2)
+    assert result.stderr.startswith("meterline: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not_a_folder.read_text() == "a file where the home folder should be"
