@@ -146,32 +146,33 @@ def budgets_overview() -> tuple[list[dict[str, Any]], str]:
 
 def set_budget(name: str, changes: dict[str, Any]) -> tuple[Path, _config.BudgetSpec]:
     """Create or change the named budget in config.toml; the whole file is checked first."""
-    settings = _config.load()
-    current = next((b for b in settings.budgets if b.name == name), None)
-    base = msgspec.structs.asdict(current) if current else {"name": name}
-    merged = {**base, **changes}
-    try:
-        spec = msgspec.convert(merged, _config.BudgetSpec)
-    except msgspec.ValidationError as exc:
-        message, _, at = str(exc).partition(" - at `$.")
-        raise ConfigError(f"budget {name!r}: {at.rstrip('`') or 'value'}: "
-                          f"{message.replace('`', '')}") from None
-    return _config.upsert_budget(spec), spec
+    with _config.editing():
+        settings = _config.load()
+        current = next((b for b in settings.budgets if b.name == name), None)
+        base = msgspec.structs.asdict(current) if current else {"name": name}
+        merged = {**base, **changes}
+        try:
+            spec = msgspec.convert(merged, _config.BudgetSpec)
+        except msgspec.ValidationError as exc:
+            message, _, at = str(exc).partition(" - at `$.")
+            raise ConfigError(f"budget {name!r}: {at.rstrip('`') or 'value'}: "
+                              f"{message.replace('`', '')}") from None
+        return _config.upsert_budget(spec), spec
 
 
 def remove_budget(name: str) -> Path:
     import tomlkit
 
-    path = Path(_paths.config_path())
-    settings = _config.load()
-    if not any(b.name == name for b in settings.budgets):
-        known = ", ".join(repr(b.name) for b in settings.budgets) or "none"
-        raise InputError(f"no budget named {name!r} (budgets: {known})")
-    document = tomlkit.parse(path.read_text("utf-8"))
-    budgets = document["budgets"]
-    for index, entry in enumerate(budgets):
-        if entry.get("name", "default") == name:
-            del budgets[index]
-            break
-    _config.write_atomic(path, tomlkit.dumps(document))
-    return path
+    with _config.editing() as path:
+        settings = _config.load()
+        if not any(b.name == name for b in settings.budgets):
+            known = ", ".join(repr(b.name) for b in settings.budgets) or "none"
+            raise InputError(f"no budget named {name!r} (budgets: {known})")
+        document = tomlkit.parse(path.read_text("utf-8"))
+        budgets = document["budgets"]
+        for index, entry in enumerate(budgets):
+            if entry.get("name", "default") == name:
+                del budgets[index]
+                break
+        _config.write_atomic(path, tomlkit.dumps(document))
+        return path

@@ -7,8 +7,10 @@ holds a bad value raises ConfigError naming the key, so the CLI can say which li
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -222,23 +224,44 @@ def set_sync_server(url: str | None, path: str | Path | None = None) -> Path:
     """Set (or, with None, remove) ``[sync] server_url`` in config.toml, keeping the rest."""
     import tomlkit
 
+    with editing(Path(path) if path else None) as target:
+        try:
+            document = (tomlkit.parse(target.read_text("utf-8")) if target.exists()
+                        else tomlkit.document())
+        except (OSError, UnicodeDecodeError, tomlkit.exceptions.ParseError) as exc:
+            raise ConfigError(f"{target}: cannot edit ({exc})") from None
+        section = document.get("sync")
+        if section is None:
+            section = tomlkit.table()
+            document["sync"] = section
+        if url is None:
+            section.pop("server_url", None)
+        else:
+            section["server_url"] = url
+        text = tomlkit.dumps(document)
+        from_dict(tomllib.loads(text), origin=str(target))
+        write_atomic(target, text)
+        return target
+
+
+@contextlib.contextmanager
+def editing(path: Path | None = None) -> Iterator[Path]:
+    """Hold config.toml for a read-modify-write: two edits at once (``budget set`` run in
+    parallel) each see the other's result instead of the last rename dropping the first's.
+    An advisory lock on a file beside it (POSIX; elsewhere edits are not serialised)."""
     path = Path(path or _paths.config_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        document = tomlkit.parse(path.read_text("utf-8")) if path.exists() else tomlkit.document()
-    except (OSError, UnicodeDecodeError, tomlkit.exceptions.ParseError) as exc:
-        raise ConfigError(f"{path}: cannot edit ({exc})") from None
-    section = document.get("sync")
-    if section is None:
-        section = tomlkit.table()
-        document["sync"] = section
-    if url is None:
-        section.pop("server_url", None)
-    else:
-        section["server_url"] = url
-    text = tomlkit.dumps(document)
-    from_dict(tomllib.loads(text), origin=str(path))
-    write_atomic(path, text)
-    return path
+        import fcntl
+    except ImportError:  # Windows
+        yield path
+        return
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:

@@ -274,3 +274,13 @@ def test_a_home_that_is_a_file_is_one_line_not_a_traceback(tmp_path: Path,
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not_a_folder.read_text() == "a file where the home folder should be"
+
+
+def test_budget_set_run_in_parallel_keeps_every_budget(meterline_home: Path) -> None:
+    env = {**os.environ, "METERLINE_HOME": str(meterline_home)}
+    runs = [subprocess.Popen([*METERLINE, "budget", "set", "--name", f"b{i}", "--usd", str(i)],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for i in range(1, 9)]
+    assert [run.wait(60) for run in runs] == [0] * 8
+    shown = json.loads(run("budget", "show", "--json").stdout)
+    assert sorted(b["budget"] for b in shown) == sorted(f"b{i}" for i in range(1, 9))
