@@ -228,24 +228,37 @@ def project_exhaustion(now_ms: int, remaining: int | None, rate_per_hour: float,
     return at
 
 
+def _reaching(rate_per_hour: int, window_h: float | None, limit: int | None) -> float:
+    """The rate, or 0 (no projection) when a rolling window of ``window_h`` hours could
+    never hold ``limit`` at that rate."""
+    if window_h is not None and limit is not None and rate_per_hour * window_h < limit:
+        return 0.0
+    return float(rate_per_hour)
+
+
 def evaluate(spec: Budget, window: Window, used: Usage, last_hour: Usage, now_ms: int
              ) -> BudgetStatus:
     """Everything the status line, the dashboard and the proxy need about one budget.
 
     Burn rate is the last hour's spend per hour; the period rate is the spend so far divided
     by the hours the window has run. The projection extrapolates the last hour's rate, and is
-    None when that rate would not exhaust the budget before it resets.
+    None when that rate would not exhaust the budget before it resets (a rolling window:
+    when that rate over the window's length stays under the limit).
     """
     lim_micro, lim_tokens = limit_micro(spec), spec.limit_tokens
     fraction = used_fraction(used, lim_micro, lim_tokens)
     state, exceeded = state_of(fraction, spec.warn_at, spec.mode)
     elapsed_h = max(min(now_ms, window.end_ms) - window.start_ms, 60_000) / HOUR_MS
     horizon = window.resets_at_ms if not window.rolling else None
+    # A rolling window at a steady rate holds rate × its length at most: below the limit,
+    # it is never exhausted, however long that rate lasts.
+    period = parse_period(spec.period)
+    window_h = period.seconds / 3600 if isinstance(period, Rolling) else None
     candidates = [
         project_exhaustion(now_ms, None if lim_micro is None else lim_micro - used.cost_micro,
-                           last_hour.cost_micro, horizon),
+                           _reaching(last_hour.cost_micro, window_h, lim_micro), horizon),
         project_exhaustion(now_ms, None if lim_tokens is None else lim_tokens - used.tokens,
-                           last_hour.tokens, horizon),
+                           _reaching(last_hour.tokens, window_h, lim_tokens), horizon),
     ]
     projected = min((c for c in candidates if c is not None), default=None)
     return BudgetStatus(

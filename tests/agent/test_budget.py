@@ -133,6 +133,17 @@ def test_burn_rate_and_projection() -> None:
     assert idle.projected_exhaustion_ms is None
 
 
+def test_a_rolling_window_is_projected_to_run_out_only_if_its_rate_can_fill_it() -> None:
+    # 20M tokens over 5 h: 2k tokens an hour never holds more than 10k in the window.
+    slow = status_of(Usage(tokens=2000), Usage(tokens=2000), period="5h",
+                     limit_tokens=20_000_000)
+    assert slow.projected_exhaustion_ms is None
+    # 5M an hour fills 20M within the window: 18M left at 5M/h, 3.6 h from now.
+    fast = status_of(Usage(tokens=2_000_000), Usage(tokens=5_000_000), period="5h",
+                     limit_tokens=20_000_000)
+    assert fast.projected_exhaustion_ms == ms("2026-06-01T15:36:00")
+
+
 def test_projection_takes_the_earlier_of_dollars_and_tokens() -> None:
     status = status_of(Usage(cost_micro=0, tokens=500), Usage(cost_micro=1, tokens=250),
                        limit_usd=10, limit_tokens=1000)
