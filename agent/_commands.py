@@ -33,14 +33,18 @@ async def record_calls(data: bytes, settings: _config.Settings) -> dict[str, Any
     async with await Store.open() as store:
         result = await store.add_calls(calls)
         report = await store.status()
-    cost = sum(c.cost_micro_usd or 0 for c in calls)
+    unpriced = sum(c.cost_micro_usd is None for c in calls)
+    # Calls of unknown cost are never $0: none known, the cost is unknown (null, "?"); some,
+    # it is at least the known part ("$0.42+?").
+    known = sum(c.cost_micro_usd or 0 for c in calls)
+    cost = None if calls and unpriced == len(calls) else known
     return {
         "inserted": result.inserted,
         "duplicates": result.duplicates,
         "ids": [c.id for c in calls],
         "costMicroUsd": cost,
-        "costText": money(cost),
-        "unpriced": sum(c.cost_micro_usd is None for c in calls),
+        "costText": "?" if cost is None else money(cost) + ("+?" if unpriced else ""),
+        "unpriced": unpriced,
         "status": report.to_json(),
         "statusLine": status_line(report),
     }
@@ -139,8 +143,11 @@ def budgets_overview() -> tuple[list[dict[str, Any]], str]:
             zone = resolve_zone(report.zones.get(status.name))
             when = from_ms(status.window.resets_at_ms).astimezone(zone)
             resets = f", resets {when:%Y-%m-%d %H:%M %Z}"
+        unknown = status.used.unknown_cost_calls
+        unpriced = f", {unknown} {'call' if unknown == 1 else 'calls'} of unknown cost not " \
+            "counted" if unknown and status.limit_micro is not None else ""
         lines.append(f"{status.name}: {' and '.join(limits)} ({percent}) per {status.period}, "
-                     f"{status.mode}, {status.state}{resets}")
+                     f"{status.mode}, {status.state}{resets}{unpriced}")
     return data, "\n".join(lines)
 
 

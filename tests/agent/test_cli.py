@@ -284,3 +284,15 @@ def test_budget_set_run_in_parallel_keeps_every_budget(meterline_home: Path) -> 
     assert [run.wait(60) for run in runs] == [0] * 8
     shown = json.loads(run("budget", "show", "--json").stdout)
     assert sorted(b["budget"] for b in shown) == sorted(f"b{i}" for i in range(1, 9))
+
+
+def test_a_call_of_unknown_cost_is_never_shown_as_zero(meterline_home: Path) -> None:
+    assert run("budget", "set", "--name", "d", "--usd", "10").returncode == 0
+    unknown = {**CALL, "model": "claude-nonexistent-9"}
+    stored = json.loads(run("record", "--json", stdin=json.dumps(unknown)).stdout)
+    assert (stored["costMicroUsd"], stored["costText"], stored["unpriced"]) == (None, "?", 1)
+    mixed = json.loads(run("record", "--json", stdin=json.dumps([CALL, unknown])).stdout)
+    assert mixed["costMicroUsd"] > 0
+    assert mixed["costText"].endswith("+?")
+    shown = run("budget", "show")
+    assert "2 calls of unknown cost not counted" in shown.stdout, shown.stdout
