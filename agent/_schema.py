@@ -241,6 +241,18 @@ def _rollups_after_commit(db: sqlite3.Connection) -> None:
     db.execute("INSERT INTO rollup_state SELECT 0, COALESCE(MAX(seq), 0) FROM calls")
 
 
+def _import_matches(db: sqlite3.Connection) -> None:
+    # A call read from a tool's log that is one the proxy already stored under another id
+    # (Codex's log has no request id to match by): the log's copy is not stored, and this
+    # remembers which stored call it stands for, so that one stored call stands for one log
+    # call only. Local only, never synced.
+    db.execute("""CREATE TABLE import_matches (
+        call_id TEXT PRIMARY KEY,
+        imported_id TEXT NOT NULL UNIQUE,
+        ts INTEGER NOT NULL
+    ) WITHOUT ROWID""")
+
+
 Migration = tuple[str, Callable[[sqlite3.Connection], None]]
 
 MIGRATIONS: list[Migration] = [
@@ -248,6 +260,7 @@ MIGRATIONS: list[Migration] = [
     ("0002_import_cursors", _import_cursors),
     ("0003_accepted_lines", _accepted_lines),
     ("0004_rollups_after_commit", _rollups_after_commit),
+    ("0005_import_matches", _import_matches),
 ]
 
 #: The calls not yet in the rollups are those with ``seq`` above this (a scalar subquery:

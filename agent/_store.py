@@ -381,23 +381,30 @@ class Store:
 
         return await self._submit(op) if rows or marks else InsertResult(0, 0)
 
-    async def add_imported(self, calls: Sequence[Call], cursor: Any) -> InsertResult:
+    async def add_imported(self, calls: Sequence[Call], cursor: Any, *,
+                           reconcile: Callable[[sqlite3.Connection, Sequence[Call]],
+                                               Sequence[Call]] | None = None
+                           ) -> InsertResult:
         """Store calls read from a tool's log together with how far the log was read (an
-        ``agent._importers.Cursor``), in one transaction: never a line twice, never one lost."""
-        rows = [_call_row(call, self.device_id) for call in calls]
+        ``agent._importers.Cursor``), in one transaction: never a line twice, never one lost.
+
+        ``reconcile`` runs first in the same transaction and returns the calls still to
+        store; those it leaves out (already stored another way) count as duplicates."""
         state = json.dumps(cursor.state) if cursor.state else None
 
         def op(db: sqlite3.Connection) -> InsertResult:
-            result = _insert(db, _CALL_INSERT, rows)
+            todo = calls if reconcile is None else reconcile(db, calls)
+            result = _insert(db, _CALL_INSERT, [_call_row(call, self.device_id)
+                                                for call in todo])
             db.execute(
                 "INSERT INTO import_cursors VALUES (?,?,?,?,?) ON CONFLICT(path) DO UPDATE SET "
                 "file_id = excluded.file_id, offset = excluded.offset, state = excluded.state, "
                 "updated_ms = excluded.updated_ms",
                 (cursor.path, cursor.file_id, cursor.offset, state, now_ms()))
-            return result
+            return InsertResult(result.inserted, len(calls) - result.inserted)
 
         inserted: InsertResult = await self._submit(op)
-        if rows:
+        if calls:
             self._roll_up_later()
         return inserted
 

@@ -216,7 +216,7 @@ def test_the_migration_keeps_what_the_trigger_rolled_up(tmp_path: Path) -> None:
     db.executemany("INSERT INTO _migrations VALUES (?, 0)", [(n,) for n, _ in MIGRATIONS[:3]])
     db.execute("PRAGMA user_version = 3")
     db.close()
-    assert migrate(path) == ["0004_rollups_after_commit"]
+    assert migrate(path) == [name for name, _ in MIGRATIONS[3:]]  # 0004 and any after it
     db = connect(path)
     assert usage_between(db, 0, 2**62).calls == 1  # not counted twice
     assert db.execute("SELECT calls FROM usage_1d").fetchall() == [(1,)]
