@@ -8,7 +8,23 @@ saved in the same transaction as the calls it produced, so a crash never imports
 twice or skips one, and a rewritten or truncated file is read again from the start (event
 ids are deterministic, so re-reading stores nothing twice).
 
-Parsing is pure (``parse_claude_code``, ``parse_codex``): lines in, calls out.
+Parsing is pure (``parse_claude_code``, ``parse_codex``): lines in, calls out. A call
+goes through the checks ``meterline record`` applies (``agent._events.parse_calls``: at most
+100M tokens a field, no timestamp more than a day ahead, ...); one that fails them is
+skipped and counted as such.
+
+The same call may reach the store twice: through the metering proxy and in the log.
+Claude Code's log names the provider's request id, so the store's unique ``request_id``
+keeps one. Codex's log names none: a Codex call is taken for one the proxy stored when a
+proxy call of Codex with the same model and exactly the same token figures was stored
+within ``MATCH_WINDOW_MS`` of it and no other log call was taken for it
+(``match_proxy_calls``; the pair is kept in ``import_matches``).
+
+One Claude Code response is several lines, the last the largest: a response is never
+split between two reads, and if a later read finds a larger copy of a response already
+stored, the stored call is brought up to it unless it was synced to the team server
+already (``grow_imported``).
+
 Paths, prompts and code stay on this machine: a call carries only counts, the model, and
 the hash of the session's working directory.
 """
@@ -16,18 +32,28 @@ the hash of the session's working directory.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import logging
 import os
+import re
+import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent._events import Call, workspace_hash
+import msgspec
+
+from agent._errors import InputError
+from agent._events import MAX_COST_MICRO_USD, Call, parse_calls, workspace_hash
 from agent._pricing import price_call
+from agent._schema import BUCKET_MS, DAY_MS, HOUR_MS
+
+log = logging.getLogger("meterline.import")
 
 #: Deterministic ids for imported calls: the same log line always makes the same event id.
 _NAMESPACE = uuid.UUID("6b1f6f8e-58a4-4c1e-9d0b-6d65746572c1")
@@ -35,6 +61,9 @@ _NAMESPACE = uuid.UUID("6b1f6f8e-58a4-4c1e-9d0b-6d65746572c1")
 SETTLE_SECONDS = 30.0
 #: At most this much of a file is read per transaction.
 CHUNK_BYTES = 8 * 2**20
+#: A Codex log call and a proxy call stored at most this far apart may be the same request
+#: (the proxy stores its call as the response ends; Codex writes its line just after).
+MATCH_WINDOW_MS = 5 * 60 * 1000
 
 
 def _event_id(*parts: str) -> str:
@@ -54,6 +83,21 @@ def _ts(value: Any) -> datetime | None:
 def _count(obj: Any, key: str) -> int:
     value = obj.get(key) if isinstance(obj, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def within_bounds(calls: Iterable[Call]) -> tuple[list[Call], list[str]]:
+    """The calls that pass the checks ``meterline record`` applies (at most 100M tokens a
+    field, no timestamp more than a day ahead, ...), and what was wrong with the others."""
+    kept: list[Call] = []
+    problems: list[str] = []
+    for call in calls:
+        try:
+            parse_calls(msgspec.structs.asdict(call))
+        except InputError as exc:
+            problems.append(str(exc))
+        else:
+            kept.append(call)
+    return kept, problems
 
 
 # -- Claude Code ----------------------------------------------------------------------------
@@ -140,6 +184,23 @@ def claude_code_split(lines: list[bytes]) -> int:
 def codex_roots() -> list[Path]:
     base = os.environ.get("CODEX_HOME")
     return [(Path(base).expanduser() if base else Path.home() / ".codex") / "sessions"]
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+
+
+def codex_file_session(path: Path, root: Path | None = None) -> str:
+    """The session of a Codex file until a ``session_meta`` line names it: the uuid in the
+    file's name (``rollout-<time>-<uuid>.jsonl``: Codex names the file after the session),
+    else a hash of the file's path under the sessions folder. Never empty: calls' ids are
+    made from (session, running total), which two sessions may share."""
+    found = _UUID.findall(path.stem)
+    if found:
+        return str(found[-1]).lower()
+    name = path.as_posix()
+    if root is not None and path.is_relative_to(root):
+        name = path.relative_to(root).as_posix()
+    return "file:" + hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -252,6 +313,8 @@ class Chunk:
     start: int
     cursor: Cursor
     quota: list[dict[str, Any]] = field(default_factory=list)
+    #: Calls left out: they failed ``meterline record``'s checks (``within_bounds``).
+    skipped: int = 0
 
 
 def jsonl_files(roots: Iterable[Path]) -> Iterator[Path]:
@@ -260,8 +323,12 @@ def jsonl_files(roots: Iterable[Path]) -> Iterator[Path]:
             yield from sorted(root.rglob("*.jsonl"))
 
 
-def read_chunk(tool: str, path: Path, cursor: Cursor | None, now: float) -> Chunk | None:
-    """Read complete lines after ``cursor``; None when there is nothing new."""
+def read_chunk(tool: str, path: Path, cursor: Cursor | None, now: float,
+               root: Path | None = None) -> Chunk | None:
+    """Read complete lines after ``cursor``; None when there is nothing new.
+
+    ``root`` is the folder ``path`` was found in (a Codex file without ``session_meta`` is
+    told apart by its path under it)."""
     try:
         info = path.stat()
         with path.open("rb") as handle:
@@ -283,24 +350,42 @@ def read_chunk(tool: str, path: Path, cursor: Cursor | None, now: float) -> Chun
     if end == 0:
         return None
     lines = data[:end].splitlines()
-    fresh = now - info.st_mtime < SETTLE_SECONDS and cursor.offset + end == info.st_size
+    # The read stopped at CHUNK_BYTES, not at the end of the file: more lines follow.
+    more = cursor.offset + len(data) < info.st_size
+    fresh = now - info.st_mtime < SETTLE_SECONDS and not more
     if tool == "claude-code":
-        if fresh:
+        if fresh or more:
+            # The last response's lines may go on after what was read: in the next chunk
+            # (read together with them), or not written yet (read once the file settles).
             keep = claude_code_split(lines)
+            if keep == 0 and more:
+                keep = len(lines)  # one response longer than a chunk: no way but forward
             end = sum(len(line) + 1 for line in lines[:keep])
             lines = lines[:keep]
-        calls = parse_claude_code(lines)
+        calls, problems = within_bounds(parse_claude_code(lines))
         offset = cursor.offset + end
+        _log_skipped(tool, path, problems)
         return Chunk(calls, cursor.offset,
-                     Cursor(str(path), file_id, offset, {"tail": _tail_of(path, offset)}))
+                     Cursor(str(path), file_id, offset, {"tail": _tail_of(path, offset)}),
+                     skipped=len(problems))
     saved = {k: v for k, v in cursor.state.items() if k != "tail"}
     state = CodexState(**saved) if saved else CodexState()
-    calls = parse_codex(lines, state)
+    state.session = state.session or codex_file_session(path, root)
+    calls, problems = within_bounds(parse_codex(lines, state))
     offset = cursor.offset + end
     new_state = {"session": state.session, "model": state.model, "workspace": state.workspace,
                  "last_total": state.last_total, "tail": _tail_of(path, offset)}
+    _log_skipped(tool, path, problems)
     return Chunk(calls, cursor.offset, Cursor(str(path), file_id, offset, new_state),
-                 state.quota)
+                 state.quota, skipped=len(problems))
+
+
+def _log_skipped(tool: str, path: Path, problems: list[str]) -> None:
+    if problems:
+        reasons = list(dict.fromkeys(problems))
+        log.warning("%s: skipped %d call(s) in %s that meterline record would refuse: %s",
+                    tool, len(problems), path, "; ".join(reasons[:3])
+                    + ("; ..." if len(reasons) > 3 else ""))
 
 
 def _tail(handle: Any, offset: int) -> str:
@@ -313,6 +398,134 @@ def _tail(handle: Any, offset: int) -> str:
 def _tail_of(path: Path, offset: int) -> str:
     with path.open("rb") as handle:
         return _tail(handle, offset)
+
+
+# -- calls already stored -------------------------------------------------------------------
+# These run in the import's write transaction (``Store.add_imported(reconcile=...)``), so
+# what they read cannot change before the calls they let through are stored.
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+#: A dated snapshot's suffix: OpenAI answers ``gpt-5-2025-08-07`` to a request for ``gpt-5``.
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}")
+
+
+def _same_model(stored: str, logged: str) -> bool:
+    """The proxy stores the model the response names, the log the one the tool asked for."""
+    return stored == logged or (stored.startswith(logged)
+                                and _SNAPSHOT.fullmatch(stored[len(logged):]) is not None)
+
+
+_PROXY_TWINS = """
+    SELECT id, model FROM calls
+    WHERE ts BETWEEN ? AND ? AND total_tokens = ? AND source = 'proxy' AND tool = ?
+      AND estimated = 0 AND input_tokens = ? AND cache_read_tokens = ?
+      AND cache_write_tokens = ? AND output_tokens = ? AND reasoning_tokens = ?
+      AND NOT EXISTS (SELECT 1 FROM import_matches m WHERE m.call_id = calls.id)
+    ORDER BY abs(ts - ?), seq"""
+
+
+def match_proxy_calls(db: sqlite3.Connection, calls: Sequence[Call]) -> list[Call]:
+    """The calls of ``calls`` (from a log with no request ids: Codex's) still to store.
+
+    A log call is one the proxy stored when a proxy call of the same tool and model (or its
+    dated snapshot) with exactly the same token figures, not estimated, was stored within
+    ``MATCH_WINDOW_MS`` of it, and no other log call was taken for it: one to one, the
+    nearest in time first, so two identical real calls stay two. Such a call is not stored;
+    ``import_matches`` remembers the pair (so a file read again finds it taken). A loose
+    match (a figure off by one, another model, too far apart) is never taken.
+    """
+    todo: list[Call] = []
+    for call in calls:
+        if db.execute("SELECT 1 FROM import_matches WHERE imported_id = ?",
+                      (call.id,)).fetchone():
+            continue  # taken for a proxy call when the file was read before
+        if db.execute("SELECT 1 FROM calls WHERE id = ?", (call.id,)).fetchone():
+            todo.append(call)  # stored before: the insert counts it as a duplicate
+            continue
+        at = _ms(call.ts)
+        twins = db.execute(_PROXY_TWINS, (
+            at - MATCH_WINDOW_MS, at + MATCH_WINDOW_MS, call.total_tokens, call.tool,
+            call.input_tokens, call.cache_read_tokens, call.cache_write_tokens,
+            call.output_tokens, call.reasoning_tokens, at)).fetchall()
+        twin = next((twin_id for twin_id, model in twins if _same_model(model, call.model)),
+                    None)
+        if twin is None:
+            todo.append(call)
+            continue
+        db.execute("INSERT INTO import_matches (call_id, imported_id, ts) VALUES (?,?,?)",
+                   (twin, call.id, at))
+    return todo
+
+
+@dataclass
+class Grown:
+    """What ``grow_imported`` did in one transaction."""
+
+    updated: int = 0
+
+
+def grow_imported(db: sqlite3.Connection, calls: Sequence[Call], grown: Grown) -> list[Call]:
+    """The calls of ``calls`` still to store, after bringing stored ones up to a larger copy.
+
+    A Claude Code response read again with more tokens (its last line was written after an
+    import had read the first) replaces the figures and cost of the call stored for it if
+    that call has not been synced to the team server yet (its ``seq`` is above the outbox
+    cursor), and the rollups it was folded into follow. Once synced, the server holds the
+    smaller copy for good (its ingest keeps the first copy of an id): the call is left as
+    it is, and a warning says so.
+    """
+    synced = db.execute("SELECT last_seq FROM sync_state WHERE stream = 'calls'").fetchone()
+    synced_seq = int(synced[0]) if synced else 0
+    rolled = db.execute("SELECT rolled_up_seq FROM rollup_state WHERE id = 0").fetchone()
+    rolled_seq = int(rolled[0]) if rolled else 0
+    todo: list[Call] = []
+    for call in calls:
+        row = db.execute(
+            "SELECT seq, ts, tool, provider, model, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_write_tokens, cost_micro_usd, total_tokens "
+            "FROM calls WHERE id = ?", (call.id,)).fetchone()
+        if row is None or call.total_tokens <= row[10]:
+            todo.append(call)  # new, or no larger than the copy stored (a duplicate)
+            continue
+        seq, ts, tool, provider, model = row[:5]
+        if seq <= synced_seq:
+            log.warning("%s: call %s was synced with %d tokens before its response's last "
+                        "line (%d tokens) was read; the team server keeps the first copy",
+                        call.tool, call.id, row[10], call.total_tokens)
+            todo.append(call)
+            continue
+        db.execute(
+            "UPDATE calls SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
+            "cache_write_tokens = ?, cache_write_1h_tokens = ?, reasoning_tokens = ?, "
+            "cost_micro_usd = ?, total_tokens = ? WHERE seq = ?",
+            (call.input_tokens, call.output_tokens, call.cache_read_tokens,
+             call.cache_write_tokens, call.cache_write_1h_tokens, call.reasoning_tokens,
+             call.cost_micro_usd, call.total_tokens, seq))
+        if seq <= rolled_seq:  # already folded into the rollups: fold the difference in
+            old_cost, new_cost = row[9], call.cost_micro_usd
+            cost = (new_cost or 0) - (old_cost or 0)
+            unknown = (new_cost is None) - (old_cost is None)
+            tokens = call.total_tokens - row[10]
+            for table, key, width in (("usage_15m", "bucket", BUCKET_MS),
+                                      ("usage_1d", "day", DAY_MS)):
+                db.execute(f"UPDATE {table} SET tokens = tokens + ?, "
+                           "cost_micro_usd = cost_micro_usd + ?, "
+                           f"unknown_cost_calls = unknown_cost_calls + ? WHERE {key} = ?",
+                           (tokens, cost, unknown, ts - ts % width))
+            db.execute(
+                "UPDATE usage_hourly SET input_tokens = input_tokens + ?, "
+                "output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, "
+                "cache_write_tokens = cache_write_tokens + ?, "
+                "cost_micro_usd = cost_micro_usd + ?, unknown_cost_calls = unknown_cost_calls + ? "
+                "WHERE hour = ? AND tool = ? AND provider = ? AND model = ?",
+                (call.input_tokens - row[5], call.output_tokens - row[6],
+                 call.cache_read_tokens - row[7], call.cache_write_tokens - row[8], cost,
+                 unknown, ts - ts % HOUR_MS, tool, provider, model))
+        grown.updated += 1
+    return todo
 
 
 SOURCES = {"claude-code": claude_code_roots, "codex": codex_roots}
@@ -330,28 +543,46 @@ async def import_logs(store: Any, tools: Iterable[str] = tuple(SOURCES),
     cursors = await store.read(_load_cursors)
     summary: dict[str, dict[str, int]] = {}
     for tool in tools:
-        counts = summary.setdefault(tool, {"files": 0, "inserted": 0, "duplicates": 0})
+        # inserted: new calls; duplicates: already stored (by id, request id, or as a proxy
+        # call); updated: stored calls brought up to a larger copy; skipped: calls
+        # ``meterline record`` would refuse (out of bounds), never stored.
+        counts = summary.setdefault(tool, {"files": 0, "inserted": 0, "duplicates": 0,
+                                           "updated": 0, "skipped": 0})
         folders = (roots or {}).get(tool) or SOURCES[tool]()
-        for path in await asyncio.to_thread(_list_files, folders):
+        for root, path in await asyncio.to_thread(_list_files, folders):
             cursor = cursors.get(str(path))
             while True:
-                chunk = await asyncio.to_thread(read_chunk, tool, path, cursor, time.time())
+                chunk = await asyncio.to_thread(read_chunk, tool, path, cursor, time.time(),
+                                                root)
                 if chunk is None or chunk.cursor.offset == chunk.start:
                     break
+                calls = []
                 for call in chunk.calls:
                     call.cost_micro_usd = price_call(call, prices)
-                result = await store.add_imported(chunk.calls, chunk.cursor)
+                    if (call.cost_micro_usd or 0) > MAX_COST_MICRO_USD:
+                        log.warning("%s: skipped call %s: it would cost more than $1M",
+                                    tool, call.id)
+                        chunk.skipped += 1
+                    else:
+                        calls.append(call)
+                grown = Grown()
+                reconcile = (functools.partial(grow_imported, grown=grown)
+                             if tool == "claude-code" else match_proxy_calls)
+                result = await store.add_imported(calls, chunk.cursor, reconcile=reconcile)
                 if chunk.quota:
                     await store.set_vendor_quota("openai", chunk.quota)
                 counts["inserted"] += result.inserted
-                counts["duplicates"] += result.duplicates
+                counts["duplicates"] += result.duplicates - grown.updated
+                counts["updated"] += grown.updated
+                counts["skipped"] += chunk.skipped
                 cursor = chunk.cursor
             counts["files"] += 1
     return summary
 
 
-def _list_files(roots: list[Path]) -> list[Path]:
-    return list(jsonl_files(roots))
+def _list_files(roots: list[Path]) -> list[tuple[Path, Path]]:
+    """(root, file) for every log file under ``roots``."""
+    return [(root, path) for root in roots for path in jsonl_files([root])]
 
 
 def _load_cursors(db: Any) -> dict[str, Cursor]:

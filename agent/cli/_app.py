@@ -152,9 +152,11 @@ def import_(tools: tuple[str, ...], json_output: bool) -> None:
         click.echo(json.dumps(summary))
         return
     for tool, counts in summary.items():
+        notes = [f"{counts[key]} {words}" for key, words in (
+            ("skipped", "skipped: out of bounds"), ("duplicates", "already stored"),
+            ("updated", "updated to a larger copy")) if counts.get(key)]
         click.echo(f"{tool}: {counts['inserted']} new calls from {counts['files']} files"
-                   + (f" ({counts['duplicates']} already stored)" if counts["duplicates"]
-                      else ""))
+                   + (f" ({', '.join(notes)})" if notes else ""))
 
 
 @cli.group()
