@@ -256,8 +256,10 @@ class DashboardApp(App[None]):
         self.query_one(Welcome).show(snap.has_calls, bool(snap.status.get("budgets")),
                                      self._proxy_port or DEFAULT_PROXY_PORT)
         self.query_one(BudgetWidget).show(snap.entry)
+        used = snap.entry.get("usedUsd" if snap.series_unit == "usd" else "usedTokens")
         self.query_one(UsagePlot).show(snap.series, snap.series_unit, snap.window.start_ms,
-                                       snap.step_ms, now, zone, int(snap.entry.get("calls") or 0))
+                                       snap.step_ms, now, zone, int(snap.entry.get("calls") or 0),
+                                       None if used is None else float(used))
         self.query_one("#by-model", BreakdownTable).show(snap.by_model)
         self.query_one("#by-tool", BreakdownTable).show(snap.by_tool)
         self.query_one(FunnelView).show(snap.funnel)

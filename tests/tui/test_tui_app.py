@@ -211,6 +211,19 @@ async def test_recent_calls_columns_fit_their_calls_from_the_first_frame() -> No
         assert "claude-code-with-a-long-name" in cells
 
 
+async def test_the_usage_total_of_a_rolling_budget_counts_its_window_only(
+        meterline_home: Path) -> None:
+    # A 5 h window from 09:05 (NOW is 14:05); its first 15-minute slot starts at 09:00, and
+    # holds a $6 call from 09:02, before the window.
+    write_config(meterline_home, budget_toml("five", period="5h", usd=10))
+    await fill(meterline_home, [call(303, cost_micro=6_000_000),
+                                call(30, cost_micro=300_000, index=1)])
+    async with dashboard(size=(120, 40)) as (app, _pilot):
+        summary = text(app.query_one(UsagePlot).query_one(".summary"))
+        assert summary.startswith("$0.30 spent · 1 call"), summary
+        assert "$9.70 left" in text(app.query_one(BudgetWidget))
+
+
 async def test_r_reloads_on_demand(meterline_home: Path) -> None:
     await fill(meterline_home, [call(5)])
     # Polling and ticking off: only the key can bring the new call in.

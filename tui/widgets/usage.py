@@ -60,15 +60,17 @@ class UsagePlot(Vertical):
         yield Static("waiting for data…", classes="summary")
 
     def show(self, series: list[float], unit: str, start_ms: int, step_ms: int, now_ms: int,
-             zone: tzinfo, calls: int) -> None:
-        """Draw ``series`` (spend per ``step_ms`` slot from ``start_ms``, in ``unit``)."""
+             zone: tzinfo, calls: int, total: float | None = None) -> None:
+        """Draw ``series`` (spend per ``step_ms`` slot from ``start_ms``, in ``unit``);
+        ``total``: the period's own (a rolling window starts inside its first slot, whose
+        earlier calls the series counts), else the series' sum."""
         self.query_one(Sparkline).data = series or [0.0]
         axis = self.query_one(Axis)
         axis.left = moment(start_ms, zone, now_ms)
         axis.right = f"now {moment(now_ms, zone, now_ms)}"
         axis.refresh()
         fmt = money if unit == "usd" else tokens
-        total = sum(series)
+        total = sum(series) if total is None else total
         peak = max(series, default=0.0)
         noun = "call" if calls == 1 else "calls"
         self.query_one(".summary", Static).update(Content.assemble(
