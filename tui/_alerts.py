@@ -105,7 +105,7 @@ def alerts(status: dict[str, Any] | None, now_ms: int, zone: tzinfo, *,
         alert = runaway(entry, now_ms, zone, limits)
         if alert is not None:
             found.append(alert)
-    for quota in status.get("vendorQuota") or []:
+    for quota in current_vendor_quota(status, now_ms):
         left = vendor_left(quota)
         if left is not None and left < limits.vendor_low:
             reset = parse_iso(quota.get("resetsAt"))
@@ -131,6 +131,26 @@ def alerts(status: dict[str, Any] | None, now_ms: int, zone: tzinfo, *,
 def _fraction(entry: dict[str, Any]) -> float | None:
     value = entry.get("percentUsed")
     return None if value is None else float(value) / 100
+
+
+#: A vendor's figure seen longer ago than this says nothing of now (as the status line).
+VENDOR_FRESH_MS = 6 * 3_600_000
+
+
+def current_vendor_quota(status: dict[str, Any], now_ms: int | None = None
+                         ) -> list[dict[str, Any]]:
+    """The vendor quota windows that still hold at ``now_ms`` (default: when the status was
+    made): not reset since, and seen within the last six hours."""
+    if now_ms is None:
+        now_ms = parse_iso(status.get("generatedAt"))
+    current = []
+    for quota in status.get("vendorQuota") or []:
+        reset, seen = parse_iso(quota.get("resetsAt")), parse_iso(quota.get("observedAt"))
+        if now_ms is not None and ((reset is not None and reset <= now_ms) or (
+                seen is not None and now_ms - seen >= VENDOR_FRESH_MS)):
+            continue
+        current.append(quota)
+    return current
 
 
 def vendor_left(quota: dict[str, Any]) -> float | None:

@@ -110,6 +110,17 @@ def test_low_vendor_quota_unpriced_calls_and_failing_sync() -> None:
     assert found[2].text.startswith("2 calls of unknown cost")
 
 
+def test_a_vendor_quota_that_reset_or_is_old_says_nothing_any_more() -> None:
+    low = {"provider": "anthropic", "name": "requests", "limit": 1000, "remaining": 50}
+    reset = {**low, "resetsAt": iso(NOW_MS - 3 * 60_000), "observedAt": iso(NOW_MS - HOUR)}
+    old = {**low, "name": "tokens", "observedAt": iso(NOW_MS - 7 * HOUR)}
+    current = {**low, "name": "input", "resetsAt": iso(NOW_MS + 60_000),
+               "observedAt": iso(NOW_MS - 60_000)}
+    found = alerts(status(entry(), vendorQuota=[reset, old, current]), NOW_MS, UTC)
+    assert [a.text.split(" quota")[0] for a in found if a.kind == "vendor"] == [
+        "anthropic says 5% of its input"]
+
+
 def test_a_sync_error_followed_by_a_success_is_over() -> None:
     sync = {"pending": 0, "lastSuccessMs": NOW_MS - 60_000, "lastError": "timeout",
             "lastErrorMs": NOW_MS - HOUR}

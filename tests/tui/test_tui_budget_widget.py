@@ -100,3 +100,21 @@ async def test_without_budgets_it_shows_usage_and_on_a_narrow_screen_words_win()
         lines = plain(widget)
         assert lines[1] == "$         $998.75 left of $1,000"
         assert lines[2] == "anthropic five_hour_window: 12% left"
+
+
+async def test_a_vendor_quota_past_its_reset_is_not_drawn_and_an_overrun_does_not_last(
+        ) -> None:
+    app = Host()
+    async with app.run_test(size=(80, 10)) as pilot:
+        widget = app.query_one(BudgetWidget)
+        over = {"budget": "five", "period": "5h", "mode": "warn", "limitUsd": 3.0,
+                "remainingUsd": -0.6, "percentUsed": 120.0, "usedUsd": 3.6,
+                "state": "warn", "exceeded": True, "burnRateUsdPerHour": 1.84}
+        widget.status = status_without_budgets(**over, vendorQuota=[
+            {"provider": "anthropic", "name": "requests", "limit": 1000, "remaining": 50,
+             "resetsAt": iso(NOW_MS - 3 * 60_000), "observedAt": iso(NOW_MS - 60 * 60_000)}])
+        await pilot.pause()
+        shown = "\n".join(plain(widget))
+        assert "anthropic" not in shown
+        assert "lasts the period" not in shown
+        assert "burn $1.84/h" in shown

@@ -25,7 +25,7 @@ from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui._alerts import vendor_left
+from tui._alerts import current_vendor_quota, vendor_left
 from tui._format import (
     bar,
     local_zone,
@@ -196,7 +196,7 @@ class BudgetWidget(Widget):
             gauges.append(("tokens", used_t / limit_tokens,
                            _left_text(entry.get("remainingTokens"), limit_tokens, tokens),
                            style))
-        for quota in (self.status or {}).get("vendorQuota") or []:
+        for quota in current_vendor_quota(self.status or {}, self._now_ms()):
             left = vendor_left(quota)
             used_fraction = None if left is None else 1 - left
             if quota.get("limit") and quota.get("remaining") is not None:
@@ -251,7 +251,7 @@ class BudgetWidget(Widget):
                 "runs out ", (moment(projected, self.zone, now), f"bold {STATE_STYLE['warn']}"),
                 (f" ({until(projected, now)})", "$text-muted")))
         elif (entry.get("limitUsd") or entry.get("limitTokens")) and entry.get(
-                "state") != "blocked":
+                "state") != "blocked" and not entry.get("exceeded"):
             parts.append(Content.styled("lasts the period", "$text-muted"))
         line = Content(" · ").join(parts)
         return line if line.cell_length <= width else line.truncate(width, ellipsis=True)
