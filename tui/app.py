@@ -173,7 +173,7 @@ class DashboardApp(App[None]):
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(self.query_one(AlertBar).alerts))
 
     # -- the live loop -----------------------------------------------------------------------
 

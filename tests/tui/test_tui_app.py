@@ -35,6 +35,7 @@ from tuidata import (
 
 from agent import Call, Store
 from tui import BudgetWidget, DashboardApp
+from tui._alerts import Alert
 from tui._format import money, percent
 from tui.widgets.alerts import AlertBar
 from tui.widgets.funnel import FunnelView
@@ -237,6 +238,23 @@ async def test_r_reloads_on_demand(meterline_home: Path) -> None:
         await reload(app, pilot, "r")
         assert table.row_count == 2
         assert late.id in table.rows
+
+
+async def test_alerts_beyond_the_bars_three_are_all_in_the_help() -> None:
+    many = [Alert("warn", f"kind{i}", f"alert number {i}") for i in range(5)]
+    async with dashboard() as (app, pilot):
+        bar = app.query_one(AlertBar)
+        bar.show(many)
+        await pilot.pause()
+        shown = text(bar)
+        assert "alert number 2" in shown
+        assert "alert number 3" not in shown
+        assert "+2 more (? lists them all)" in shown
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        listed = text(app.screen.query_one("#help-text"))
+        assert all(f"alert number {i}" in listed for i in range(5)), listed
 
 
 async def test_question_mark_opens_help_and_escape_closes_it() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -10,6 +11,9 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from tui._alerts import Alert
+from tui.widgets.alerts import MARK, STYLE
 
 KEYS = (
     ("q", "quit"),
@@ -33,8 +37,14 @@ PANELS = (
 )
 
 
-def help_text() -> Content:
-    lines = [Content.styled("Keys", "bold $accent")]
+def help_text(alerts: Sequence[Alert] = ()) -> Content:
+    lines: list[Content] = []
+    if alerts:  # every one, not only the bar's first three
+        lines.append(Content.styled("Alerts now", "bold $accent"))
+        lines += [Content.assemble((f"  {MARK[a.level]} ", STYLE[a.level]), a.text)
+                  for a in alerts]
+        lines.append(Content(""))
+    lines.append(Content.styled("Keys", "bold $accent"))
     lines += [Content.assemble((f"  {key:<3}", "bold"), text) for key, text in KEYS]
     lines.append(Content(""))
     lines.append(Content.styled("Panels", "bold $accent"))
@@ -64,10 +74,14 @@ class HelpScreen(ModalScreen[None]):
         Binding("question_mark", "close", "Close", show=False),
     ]
 
+    def __init__(self, alerts: Sequence[Alert] = ()) -> None:
+        super().__init__()
+        self.alerts = list(alerts)
+
     def compose(self) -> ComposeResult:
         with VerticalScroll() as box:
             box.border_title = "meterline help"
-            yield Static(help_text(), id="help-text")
+            yield Static(help_text(self.alerts), id="help-text")
 
     def action_close(self) -> None:
         self.dismiss(None)
