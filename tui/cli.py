@@ -12,11 +12,35 @@ import click
 
 
 async def _run(poll_interval: float) -> None:
-    from agent import Store
-    from tui.app import run_dashboard
+    from agent import Store, StoreError
+    from tui.app import DashboardApp, run_dashboard
 
-    async with await Store.open() as store:
+    try:
+        store = await Store.open()
+    except StoreError as exc:
+        if not _busy(exc):
+            raise  # not there, not a database, not ours to open: one line, exit 1
+        # Locked by another process for now: the dashboard opens it itself, saying why it
+        # waits and trying again every two seconds, rather than giving up.
+        app = DashboardApp(poll_interval=poll_interval)
+        try:
+            await app.run_async()
+        finally:
+            await app._settle_reads()
+        return
+    async with store:
         await run_dashboard(store, poll_interval=poll_interval)
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether a store that could not be opened is only held by another process."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).lower()
+        if "database is locked" in text or "database is busy" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @click.command("tui")

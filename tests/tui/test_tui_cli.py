@@ -6,6 +6,7 @@ import fcntl
 import os
 import re
 import select
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -107,3 +108,24 @@ async def test_it_draws_the_store_on_a_terminal_and_q_quits(meterline_home: Path
     assert code == 0, terminal.output[-2000:]
     # The store it used is intact and still holds the call.
     assert first.id in run("log", "--json", home=meterline_home).stdout
+
+
+async def test_a_store_locked_by_another_process_is_waited_for_on_screen(
+        meterline_home: Path) -> None:
+    await fill(meterline_home, [call(1, tool="after-the-lock")])
+    holder = sqlite3.connect(meterline_home / "meterline.db", isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    terminal = Terminal([*METERLINE, "tui"], env_for(meterline_home), (100, 30))
+    try:
+        # It used to print "cannot open the store ... database is locked" and exit 1.
+        assert terminal.wait_for(b"locked", timeout=40), terminal.text()
+        assert terminal.process.poll() is None
+        holder.rollback()
+        holder.close()
+        assert terminal.wait_for(b"after-the-lock", timeout=40), terminal.text()
+        terminal.press(b"q")
+    finally:
+        code = terminal.close()
+        holder.close()
+    assert code == 0, terminal.text()
