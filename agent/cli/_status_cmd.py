@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 
@@ -73,10 +74,14 @@ def run_status(*, json_output: bool) -> int:
     except (sqlite3.Error, OSError) as exc:
         print(f"meterline: cannot read the store at {db_path}: {exc}", file=sys.stderr)
         return 1
+    text = status_line(report)
     if json_output:
         import json
 
-        print(json.dumps(report.to_json()))
-    else:
-        print(status_line(report))
+        text = json.dumps(report.to_json())
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # the reader went away (`meterline status --json | head -c 99`)
+        # Python would print an error at exit flushing stdout again: point it at nothing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

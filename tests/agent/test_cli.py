@@ -296,3 +296,20 @@ def test_a_call_of_unknown_cost_is_never_shown_as_zero(meterline_home: Path) -> 
     assert mixed["costText"].endswith("+?")
     shown = run("budget", "show")
     assert "2 calls of unknown cost not counted" in shown.stdout, shown.stdout
+
+
+@pytest.mark.parametrize("args", [("status", "--json"), ("status",), ("log",)])
+def test_a_reader_that_went_away_is_no_error(meterline_home: Path,
+                                             args: tuple[str, ...]) -> None:
+    """`meterline status --json | head -c 99`: the pipe closed before the output went."""
+    assert run("record", stdin=json.dumps(CALL)).returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read
+    try:
+        done = subprocess.run([*METERLINE, *args], stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=60,
+                              env={**os.environ, "METERLINE_HOME": str(meterline_home)})
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""  # no traceback, no "Exception ignored"
+    assert done.returncode in ((0,) if args[0] == "status" else (0, 1))  # (click: 1)
