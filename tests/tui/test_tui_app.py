@@ -195,8 +195,9 @@ async def test_p_without_budgets_cycles_day_week_and_month(meterline_home: Path)
 async def test_recent_calls_columns_fit_their_calls_from_the_first_frame() -> None:
     """The widths come with the rows, not from the table's measuring on its next idle
     (a frame drawn before that one, on a busy machine, once showed "claude-code" as "clau"
-    for good)."""
-    async with dashboard(size=(120, 40)) as (app, _pilot):
+    for good). Wide enough for the long names in full (narrower, they are cut to fit:
+    test_tui_recent)."""
+    async with dashboard(size=(130, 40)) as (app, _pilot):
         table = app.query_one(RecentCalls)
         wide = {"id": 99, "ts": int(NOW.timestamp() * 1000) - 86_400_000 * 2,
                 "tool": "claude-code-with-a-long-name", "model": "claude-sonnet-4-5-20990101",
@@ -223,6 +224,22 @@ async def test_the_usage_total_of_a_rolling_budget_counts_its_window_only(
         summary = text(app.query_one(UsagePlot).query_one(".summary"))
         assert summary.startswith("$0.30 spent · 1 call"), summary
         assert "$9.70 left" in text(app.query_one(BudgetWidget))
+
+
+@pytest.mark.parametrize(("size", "expected"), [
+    ((200, 60), "$17,725 spent · 707746 calls · peak $115.59 per 15m"),
+    ((120, 36), "$17,725 spent · 707.7k calls"),  # two panels a row: 44 columns
+    ((80, 24), "$17,725 spent · 707746 calls · peak $115.59 per 15m"),  # one a row
+])
+async def test_the_usage_summary_says_what_fits_and_cuts_no_figure(
+        size: tuple[int, int], expected: str) -> None:
+    async with dashboard(size=size) as (app, pilot):
+        plot = app.query_one(UsagePlot)
+        start = int(NOW.timestamp() * 1000) - 3_600_000
+        plot.show([1.0, 115.59, 3.0], "usd", start, 900_000, start + 3_600_000, UTC,
+                  707_746, 17_725.0)
+        await pilot.pause()
+        assert text(plot.query_one(".summary")) == expected
 
 
 async def test_r_reloads_on_demand(meterline_home: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import tzinfo
+from typing import Any
 
 from textual.app import ComposeResult, RenderResult
 from textual.containers import Vertical
@@ -33,6 +34,28 @@ class Axis(Widget):
         return Content(self.left + " " * gap + self.right)
 
 
+class Summary(Static):
+    """One line that says as much as its width allows: the first of its wordings that
+    fits (each shorter than the one before), never one cut in the middle of a figure."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.wordings: list[Content] = []
+
+    def say(self, *wordings: Content) -> None:
+        self.wordings = list(wordings)
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        if not self.wordings:
+            return super().render()
+        width = self.content_size.width
+        for wording in self.wordings:
+            if wording.cell_length <= width or width <= 0:
+                return wording
+        return self.wordings[-1].truncate(width, ellipsis=True)
+
+
 class UsagePlot(Vertical):
     """Spend per slot from the period's start to now; taller when the screen allows."""
 
@@ -57,7 +80,7 @@ class UsagePlot(Vertical):
     def compose(self) -> ComposeResult:
         yield Sparkline([], id="spark")
         yield Axis()
-        yield Static("waiting for data…", classes="summary")
+        yield Summary("waiting for data…", classes="summary")
 
     def show(self, series: list[float], unit: str, start_ms: int, step_ms: int, now_ms: int,
              zone: tzinfo, calls: int, total: float | None = None) -> None:
@@ -73,7 +96,13 @@ class UsagePlot(Vertical):
         total = sum(series) if total is None else total
         peak = max(series, default=0.0)
         noun = "call" if calls == 1 else "calls"
-        self.query_one(".summary", Static).update(Content.assemble(
-            (fmt(total), "bold"), f" {'spent' if unit == 'usd' else 'tokens'} · {calls} {noun}",
-            (" · peak ", "$text-muted"), (fmt(peak), "bold"),
-            (f" per {duration(step_ms)}", "$text-muted")))
+        spent = f" {'spent' if unit == 'usd' else 'tokens'} · "
+        slot = duration(step_ms)
+        self.query_one(Summary).say(
+            Content.assemble((fmt(total), "bold"), f"{spent}{calls} {noun}",
+                             (" · peak ", "$text-muted"), (fmt(peak), "bold"),
+                             (f" per {slot}", "$text-muted")),
+            Content.assemble((fmt(total), "bold"), f"{spent}{tokens(calls)} {noun}",
+                             (" · peak ", "$text-muted"), (fmt(peak), "bold"),
+                             (f"/{slot}", "$text-muted")),
+            Content.assemble((fmt(total), "bold"), f"{spent}{tokens(calls)} {noun}"))
