@@ -42,7 +42,8 @@ def test_a_call_row_marks_estimated_and_unpriced_costs() -> None:
     unpriced = {**row, "cost_micro_usd": None, "estimated": 0, "ts": NOW_MS - 3 * 86_400_000,
                 "tool": "a-very-long-tool-name", "status": "error"}
     assert call_row(unpriced, UTC, NOW_MS, narrow=True) == (
-        "14 Jun 14:05", "a-very-long…", "claude-sonnet-4…", "1.2k", "450", "?", "error")
+        "14 Jun 14:05", "a-very-long-tool-name", "claude-sonnet-4-5", "1.2k", "450", "?",
+        "error")  # in full: the table cuts names to its width (test_tui_recent)
 
 
 def test_breakdown_folds_the_tail_and_drops_columns_to_keep_names() -> None:
