@@ -59,8 +59,10 @@ log = logging.getLogger("meterline.import")
 _NAMESPACE = uuid.UUID("6b1f6f8e-58a4-4c1e-9d0b-6d65746572c1")
 #: A file written to this recently may still be growing the last response it holds.
 SETTLE_SECONDS = 30.0
-#: At most this much of a file is read per transaction.
+#: At most this much of a file is read per transaction (more only to finish a line).
 CHUNK_BYTES = 8 * 2**20
+#: A longer line is not read (it would be held whole in memory).
+MAX_LINE_BYTES = 256 * 2**20
 #: A Codex log call and a proxy call stored at most this far apart may be the same request
 #: (the proxy stores its call as the response ends; Codex writes its line just after).
 MATCH_WINDOW_MS = 5 * 60 * 1000
@@ -346,8 +348,13 @@ def read_chunk(tool: str, path: Path, cursor: Cursor | None, now: float,
             return None
         handle.seek(cursor.offset)
         data = handle.read(CHUNK_BYTES)
+        if b"\n" not in data and len(data) == CHUNK_BYTES:
+            data = _rest_of_line(handle, data)
     end = data.rfind(b"\n") + 1
     if end == 0:
+        if len(data) >= MAX_LINE_BYTES:
+            log.warning("%s: a line of over %d MiB at byte %d of %s: not read", tool,
+                        MAX_LINE_BYTES >> 20, cursor.offset, path)
         return None
     lines = data[:end].splitlines()
     # The read stopped at CHUNK_BYTES, not at the end of the file: more lines follow.
@@ -378,6 +385,22 @@ def read_chunk(tool: str, path: Path, cursor: Cursor | None, now: float,
     _log_skipped(tool, path, problems)
     return Chunk(calls, cursor.offset, Cursor(str(path), file_id, offset, new_state),
                  state.quota, skipped=len(problems))
+
+
+def _rest_of_line(handle: Any, start: bytes) -> bytes:
+    """``start`` and what follows it up to its line's end: a line longer than a read (a
+    tool's output of many MiB in a Claude Code log) is read whole, up to MAX_LINE_BYTES,
+    rather than stop the file there for good."""
+    pieces, size = [start], len(start)
+    while size < MAX_LINE_BYTES:
+        piece = handle.read(CHUNK_BYTES)
+        if not piece:
+            break
+        pieces.append(piece)
+        size += len(piece)
+        if b"\n" in piece:
+            break
+    return b"".join(pieces)
 
 
 def _log_skipped(tool: str, path: Path, problems: list[str]) -> None:

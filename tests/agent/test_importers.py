@@ -391,6 +391,21 @@ async def test_a_response_is_never_split_between_two_reads(tmp_path: Path) -> No
     assert [c["output_tokens"] for c in calls] == [700]
 
 
+async def test_a_line_longer_than_a_read_does_not_stop_the_file(tmp_path: Path) -> None:
+    from agent._importers import CHUNK_BYTES
+
+    root = tmp_path / "claude"
+    session = root / "p" / "s.jsonl"
+    # A tool's output of 9 MiB in one line, then a response: the file used to stop there.
+    write(session, [padded_user_line(CHUNK_BYTES + 2**20), claude_line("msg_1", "req_1", 40)])
+    age(session)
+    async with await Store.open(tmp_path / "s.db") as store:
+        result = await run_import(store, root, tmp_path / "none")
+        calls = await store.read(lambda db: recent_calls(db, 10))
+    assert result["claude-code"]["inserted"] == 1
+    assert [c["output_tokens"] for c in calls] == [40]
+
+
 async def rolled_up_totals(store: Store) -> tuple[Any, ...]:
     """The rollups' sums beside the calls' own (equal when the rollups are right)."""
     from agent._queries import breakdown, usage_between
