@@ -86,7 +86,7 @@ async def test_without_budgets_it_shows_usage_and_on_a_narrow_screen_words_win()
         await pilot.pause()
         assert plain(widget) == ["this day · no budget set            ● OK",
                                  "$1.25 used · 52k tokens · 1 call",
-                                 "resets 15:05 (in 1h) · no calls in the …"]
+                                 "resets 15:05 · no calls in the last hour"]
         # A budget: bars while there is room for them beside the words...
         budget = {"budget": "monthly", "period": "month", "mode": "warn", "limitUsd": 1000.0,
                   "remainingUsd": 998.75, "percentUsed": 0.125}
@@ -118,3 +118,17 @@ async def test_a_vendor_quota_past_its_reset_is_not_drawn_and_an_overrun_does_no
         assert "anthropic" not in shown
         assert "lasts the period" not in shown
         assert "burn $1.84/h" in shown
+
+
+async def test_when_it_runs_out_is_the_last_thing_a_narrow_line_gives_up() -> None:
+    app = Host()
+    async with app.run_test(size=(44, 8)) as pilot:
+        widget = app.query_one(BudgetWidget)
+        running_out = {"budget": "daily", "period": "day", "mode": "enforce",
+                       "limitUsd": 10.0, "remainingUsd": 1.0, "percentUsed": 90.0,
+                       "usedUsd": 9.0, "state": "warn", "burnRateUsdPerHour": 9.0,
+                       "projectedExhaustionAt": iso(NOW_MS + 6 * 60_000)}
+        widget.status = status_without_budgets(**running_out)
+        await pilot.pause()
+        # The reset's "(in 1h)" and then the burn rate go; the run-out stays whole.
+        assert plain(widget)[-1] == "resets 15:05 · runs out 14:11 (in 6m)"

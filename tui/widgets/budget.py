@@ -230,31 +230,43 @@ class BudgetWidget(Widget):
             f"{calls} call{'s' if calls != 1 else ''}")
 
     def _timing(self, entry: dict[str, Any], now: int, width: int) -> Line:
-        parts: list[Content] = []
+        """When it resets, the burn rate, when it runs out: what does not fit goes, the
+        least telling first (how long until the reset, then the burn rate), before the
+        line is cut."""
+        reset_parts: list[Content] = []
         reset = parse_iso(entry.get("resetsAt"))
         rolling = entry.get("period") not in (None, "day", "week", "month")
         if reset is not None:
             verb = "frees up" if rolling else "resets"
-            parts.append(Content.assemble(f"{verb} ", (moment(reset, self.zone, now), "bold"),
-                                          (f" ({until(reset, now)})", "$text-muted")))
+            short = Content.assemble(f"{verb} ", (moment(reset, self.zone, now), "bold"))
+            reset_parts = [Content.assemble(short, (f" ({until(reset, now)})",
+                                                    "$text-muted")), short]
         burn_usd, burn_tokens = entry.get("burnRateUsdPerHour"), entry.get(
             "burnRateTokensPerHour")
         if burn_usd:
-            parts.append(Content.assemble("burn ", (f"{money(burn_usd)}/h", "bold")))
+            burn = Content.assemble("burn ", (f"{money(burn_usd)}/h", "bold"))
         elif burn_tokens:
-            parts.append(Content.assemble("burn ", (f"{tokens(burn_tokens)} tok/h", "bold")))
+            burn = Content.assemble("burn ", (f"{tokens(burn_tokens)} tok/h", "bold"))
         else:
-            parts.append(Content.styled("no calls in the last hour", "$text-muted"))
+            burn = Content.styled("no calls in the last hour", "$text-muted")
+        end: list[Content] = []
         projected = parse_iso(entry.get("projectedExhaustionAt"))
         if projected is not None:
-            parts.append(Content.assemble(
+            end.append(Content.assemble(
                 "runs out ", (moment(projected, self.zone, now), f"bold {STATE_STYLE['warn']}"),
                 (f" ({until(projected, now)})", "$text-muted")))
         elif (entry.get("limitUsd") or entry.get("limitTokens")) and entry.get(
                 "state") != "blocked" and not entry.get("exceeded"):
-            parts.append(Content.styled("lasts the period", "$text-muted"))
-        line = Content(" · ").join(parts)
-        return line if line.cell_length <= width else line.truncate(width, ellipsis=True)
+            end.append(Content.styled("lasts the period", "$text-muted"))
+        wordings = [[*reset_parts[:1], burn, *end], [*reset_parts[1:], burn, *end]]
+        if end:
+            wordings.append([*reset_parts[1:], *end])
+        line = Content("")
+        for parts in wordings:
+            line = Content(" · ").join(parts)
+            if line.cell_length <= width:
+                return line
+        return line.truncate(width, ellipsis=True)
 
     def _others(self, entry: dict[str, Any]) -> Line | None:
         shown = entry.get("budget")
