@@ -51,7 +51,7 @@ import msgspec
 from agent._errors import InputError
 from agent._events import MAX_COST_MICRO_USD, Call, parse_calls, workspace_hash
 from agent._pricing import price_call
-from agent._schema import BUCKET_MS, DAY_MS, HOUR_MS
+from agent._schema import roll_in, roll_out, rolled_up
 
 log = logging.getLogger("meterline.import")
 
@@ -502,24 +502,23 @@ def grow_imported(db: sqlite3.Connection, calls: Sequence[Call], grown: Grown) -
     """
     synced = db.execute("SELECT last_seq FROM sync_state WHERE stream = 'calls'").fetchone()
     synced_seq = int(synced[0]) if synced else 0
-    rolled = db.execute("SELECT rolled_up_seq FROM rollup_state WHERE id = 0").fetchone()
-    rolled_seq = int(rolled[0]) if rolled else 0
     todo: list[Call] = []
     for call in calls:
-        row = db.execute(
-            "SELECT seq, ts, tool, provider, model, input_tokens, output_tokens, "
-            "cache_read_tokens, cache_write_tokens, cost_micro_usd, total_tokens "
-            "FROM calls WHERE id = ?", (call.id,)).fetchone()
-        if row is None or call.total_tokens <= row[10]:
+        row = db.execute("SELECT seq, total_tokens FROM calls WHERE id = ?",
+                         (call.id,)).fetchone()
+        if row is None or call.total_tokens <= row[1]:
             todo.append(call)  # new, or no larger than the copy stored (a duplicate)
             continue
-        seq, ts, tool, provider, model = row[:5]
+        seq = row[0]
         if seq <= synced_seq:
             log.warning("%s: call %s was synced with %d tokens before its response's last "
                         "line (%d tokens) was read; the team server keeps the first copy",
-                        call.tool, call.id, row[10], call.total_tokens)
+                        call.tool, call.id, row[1], call.total_tokens)
             todo.append(call)
             continue
+        folded = rolled_up(db, seq)
+        if folded:  # out of the rollups with its old figures, back in with the new
+            roll_out(db, seq)
         db.execute(
             "UPDATE calls SET input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
             "cache_write_tokens = ?, cache_write_1h_tokens = ?, reasoning_tokens = ?, "
@@ -527,26 +526,8 @@ def grow_imported(db: sqlite3.Connection, calls: Sequence[Call], grown: Grown) -
             (call.input_tokens, call.output_tokens, call.cache_read_tokens,
              call.cache_write_tokens, call.cache_write_1h_tokens, call.reasoning_tokens,
              call.cost_micro_usd, call.total_tokens, seq))
-        if seq <= rolled_seq:  # already folded into the rollups: fold the difference in
-            old_cost, new_cost = row[9], call.cost_micro_usd
-            cost = (new_cost or 0) - (old_cost or 0)
-            unknown = (new_cost is None) - (old_cost is None)
-            tokens = call.total_tokens - row[10]
-            for table, key, width in (("usage_15m", "bucket", BUCKET_MS),
-                                      ("usage_1d", "day", DAY_MS)):
-                db.execute(f"UPDATE {table} SET tokens = tokens + ?, "
-                           "cost_micro_usd = cost_micro_usd + ?, "
-                           f"unknown_cost_calls = unknown_cost_calls + ? WHERE {key} = ?",
-                           (tokens, cost, unknown, ts - ts % width))
-            db.execute(
-                "UPDATE usage_hourly SET input_tokens = input_tokens + ?, "
-                "output_tokens = output_tokens + ?, cache_read_tokens = cache_read_tokens + ?, "
-                "cache_write_tokens = cache_write_tokens + ?, "
-                "cost_micro_usd = cost_micro_usd + ?, unknown_cost_calls = unknown_cost_calls + ? "
-                "WHERE hour = ? AND tool = ? AND provider = ? AND model = ?",
-                (call.input_tokens - row[5], call.output_tokens - row[6],
-                 call.cache_read_tokens - row[7], call.cache_write_tokens - row[8], cost,
-                 unknown, ts - ts % HOUR_MS, tool, provider, model))
+        if folded:
+            roll_in(db, seq)
         grown.updated += 1
     return todo
 

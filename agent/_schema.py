@@ -267,11 +267,12 @@ MIGRATIONS: list[Migration] = [
 #: read in the same statement, so in the same snapshot, as the rollups it completes).
 UNROLLED = "seq > (SELECT rolled_up_seq FROM rollup_state WHERE id = 0)"
 
-def _roll_up_buckets(table: str, key: str, width_ms: int) -> str:
-    """Fold calls ``seq`` in ``(?1, ?2]`` into a rollup of fixed-width time buckets."""
+def _roll_up_buckets(table: str, key: str, width_ms: int, sign: str = "") -> str:
+    """Fold calls ``seq`` in ``(?1, ?2]`` into a rollup of fixed-width time buckets (with
+    ``sign`` "-": take them out of it)."""
     return f"""INSERT INTO {table}
-        SELECT ts - ts % {width_ms}, COUNT(*), SUM(total_tokens),
-               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
+        SELECT ts - ts % {width_ms}, {sign}COUNT(*), {sign}SUM(total_tokens),
+               {sign}SUM(COALESCE(cost_micro_usd, 0)), {sign}SUM(cost_micro_usd IS NULL)
         FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1
         ON CONFLICT({key}) DO UPDATE SET
             calls = calls + excluded.calls,
@@ -280,13 +281,15 @@ def _roll_up_buckets(table: str, key: str, width_ms: int) -> str:
             unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls"""
 
 
-_ROLL_UP = [
-    _roll_up_buckets("usage_15m", "bucket", BUCKET_MS),
-    _roll_up_buckets("usage_1d", "day", DAY_MS),
-    f"""INSERT INTO usage_hourly
-        SELECT ts - ts % {HOUR_MS}, tool, provider, model, COUNT(*), SUM(input_tokens),
-               SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
-               SUM(COALESCE(cost_micro_usd, 0)), SUM(cost_micro_usd IS NULL)
+def _roll_up_statements(sign: str = "") -> list[str]:
+    return [
+        _roll_up_buckets("usage_15m", "bucket", BUCKET_MS, sign),
+        _roll_up_buckets("usage_1d", "day", DAY_MS, sign),
+        f"""INSERT INTO usage_hourly
+        SELECT ts - ts % {HOUR_MS}, tool, provider, model, {sign}COUNT(*),
+               {sign}SUM(input_tokens), {sign}SUM(output_tokens), {sign}SUM(cache_read_tokens),
+               {sign}SUM(cache_write_tokens), {sign}SUM(COALESCE(cost_micro_usd, 0)),
+               {sign}SUM(cost_micro_usd IS NULL)
         FROM calls WHERE seq > ?1 AND seq <= ?2 GROUP BY 1, 2, 3, 4
         ON CONFLICT(hour, tool, provider, model) DO UPDATE SET
             calls = calls + excluded.calls,
@@ -296,7 +299,29 @@ _ROLL_UP = [
             cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
             cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
             unknown_cost_calls = unknown_cost_calls + excluded.unknown_cost_calls""",
-]
+    ]
+
+
+_ROLL_UP = _roll_up_statements()
+_ROLL_OUT = _roll_up_statements("-")
+
+
+def rolled_up(db: sqlite3.Connection, seq: int) -> bool:
+    """Whether the call ``seq`` is in the rollups already."""
+    done: int = db.execute("SELECT rolled_up_seq FROM rollup_state WHERE id = 0").fetchone()[0]
+    return seq <= done
+
+
+def roll_out(db: sqlite3.Connection, seq: int) -> None:
+    """Take the rolled-up call ``seq`` out of the rollups (before it changes; ``roll_in``
+    puts it back after), by the same statements that fold calls in."""
+    for statement in _ROLL_OUT:
+        db.execute(statement, (seq - 1, seq))
+
+
+def roll_in(db: sqlite3.Connection, seq: int) -> None:
+    for statement in _ROLL_UP:
+        db.execute(statement, (seq - 1, seq))
 
 
 def roll_up(db: sqlite3.Connection) -> bool:
