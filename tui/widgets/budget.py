@@ -36,6 +36,7 @@ from tui._format import (
     tokens,
     until,
 )
+from tui.widgets._fit import first_fitting
 
 MARK = {"ok": "●", "warn": "▲", "blocked": "■"}
 STATE_STYLE = {"ok": "$success", "warn": "$warning", "blocked": "$error"}
@@ -261,12 +262,7 @@ class BudgetWidget(Widget):
         wordings = [[*reset_parts[:1], burn, *end], [*reset_parts[1:], burn, *end]]
         if end:
             wordings.append([*reset_parts[1:], *end])
-        line = Content("")
-        for parts in wordings:
-            line = Content(" · ").join(parts)
-            if line.cell_length <= width:
-                return line
-        return line.truncate(width, ellipsis=True)
+        return first_fitting([Content(" · ").join(parts) for parts in wordings], width)
 
     def _others(self, entry: dict[str, Any]) -> Line | None:
         shown = entry.get("budget")

@@ -12,6 +12,7 @@ from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
 from tui._format import duration, moment, money, tokens
+from tui.widgets._fit import first_fitting
 
 
 class Axis(Widget):
@@ -49,11 +50,7 @@ class Summary(Static):
     def render(self) -> RenderResult:
         if not self.wordings:
             return super().render()
-        width = self.content_size.width
-        for wording in self.wordings:
-            if wording.cell_length <= width or width <= 0:
-                return wording
-        return self.wordings[-1].truncate(width, ellipsis=True)
+        return first_fitting(self.wordings, self.content_size.width)
 
 
 class UsagePlot(Vertical):
