@@ -69,8 +69,8 @@ class StoreBase:
                     return await self._transaction(work)
             except Exception as exc:  # DBAPIError, or asyncpg's own (statements sent to it)
                 if attempt == _ATTEMPTS - 1 or not _retryable(exc):
-                    if isinstance(exc, _DRIVER_UNAVAILABLE):  # as SQLAlchemy's: a 503
-                        raise OperationalError(None, None, exc) from exc
+                    if unavailable(exc) and not isinstance(exc, OperationalError):
+                        raise OperationalError(None, None, exc) from exc  # (a 503)
                     raise
             await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
         raise AssertionError("unreachable")
